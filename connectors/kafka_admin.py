@@ -1,0 +1,54 @@
+"""Topic creation from the registry, idempotent: existing topics are left as they are."""
+
+from __future__ import annotations
+
+import structlog
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from infra.settings import Settings
+from infra.topics import Topic
+
+log = structlog.get_logger(__name__)
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create every registry topic that does not exist yet. Returns the names it created."""
+    admin = admin_client(settings)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [
+        NewTopic(
+            topic.name(settings),
+            num_partitions=topic.partitions(settings),
+            replication_factor=settings.replication_factor,
+            config=topic.config(),
+        )
+        for topic in Topic
+        if topic.name(settings) not in existing
+    ]
+    if not wanted:
+        return []
+    created: list[str] = []
+    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    log.info("topics.created", topics=created)
+    return created
+
+
+def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -> None:
+    if not names:
+        return
+    for future in admin_client(settings).delete_topics(names, operation_timeout=timeout).values():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException:
+            pass
