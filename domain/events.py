@@ -187,3 +187,19 @@ class ConsentChanged(Contract):
     schema_version: int = 1
 
     _aware_times = field_validator("occurred_at")(_aware)
+
+
+class DeadLetter(Contract):
+    """A record a processor could not decode, kept with where it came from and why."""
+
+    dead_letter_id: str
+    topic: str
+    partition: int
+    offset: int
+    error: str
+    raw: str
+    processor: str
+    occurred_at: datetime
+    schema_version: int = 1
+
+    _aware_times = field_validator("occurred_at")(_aware)

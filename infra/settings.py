@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     log_format: str = Field("auto", description="`json`, `console` or `auto` (console on a terminal).")
     log_level: str = "INFO"
 
+    retry_base_seconds: float = Field(60.0, gt=0, description="First retry delay after a 4xx; doubles per attempt.")
+    retry_max_age_seconds: float = Field(86400.0, gt=0, description="Deferred mail older than this soft-bounces.")
+
     analytics_batch_rows: int = Field(5000, ge=1)
     analytics_batch_seconds: float = Field(1.0, gt=0)
 

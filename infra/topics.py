@@ -13,6 +13,7 @@ from typing import Literal
 from domain.events import (
     ConsentChanged,
     Contract,
+    DeadLetter,
     DefinitionPublished,
     DeliveryEvent,
     EventEnvelope,
@@ -20,6 +21,7 @@ from domain.events import (
     SegmentMembershipChanged,
     SendIntent,
 )
+from domain.journeys import JourneyDecision
 from infra.settings import Settings
 
 
@@ -46,8 +48,10 @@ class Topic(Enum):
     DEFINITIONS = TopicSpec("definitions", "kind:definition_id", DefinitionPublished, "compact", False)
     SEGMENT_CHANGES = TopicSpec("segment-changes", "subscriber_id", SegmentMembershipChanged)
     SEND_INTENTS = TopicSpec("send-intents", "subscriber_id", SendIntent)
+    JOURNEY_DECISIONS = TopicSpec("journey-decisions", "subscriber_id", JourneyDecision)
     DELIVERY = TopicSpec("delivery", "subscriber_id", DeliveryEvent)
     REPUTATION = TopicSpec("reputation", "sending_domain|provider", ReputationSnapshot, "compact", False)
+    DEAD_LETTERS = TopicSpec("dead-letters", "topic", DeadLetter, subscriber_keyed=False)
 
     @property
     def spec(self) -> TopicSpec:
