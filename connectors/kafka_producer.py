@@ -132,7 +132,7 @@ class KafkaProducer:
                     await asyncio.sleep(_QUEUE_FULL_BACKOFF)  # the poll thread drains the queue
                 produced += 1
         except KafkaException as exc:
-            batch.fail(f"produce refused: {exc.args[0].str() if exc.args else exc}")
+            batch.fail(f"produce refused: {_describe(exc)}")
         finally:
             batch.seal(produced)
         try:
@@ -155,10 +155,10 @@ class KafkaProducer:
         try:
             for topic, key, value in records:
                 while not self._try_produce(batch, topic, key, value):
-                    time.sleep(_QUEUE_FULL_BACKOFF)
+                    time.sleep(_QUEUE_FULL_BACKOFF)  # the poll thread drains the queue
                 produced += 1
         except KafkaException as exc:
-            batch.fail(f"produce refused: {exc.args[0].str() if exc.args else exc}")
+            batch.fail(f"produce refused: {_describe(exc)}")
         finally:
             batch.seal(produced)
         if not finished.wait(self.delivery_timeout):
@@ -206,3 +206,8 @@ class KafkaProducer:
         if errors:
             distinct = sorted(set(errors))
             raise ProduceFailed(f"Kafka at {self._bootstrap} failed {len(errors)} of {count} record(s): {'; '.join(distinct[:3])}")
+
+
+def _describe(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)

@@ -93,7 +93,11 @@ class _CaptureHandler:
             "received_at": received_at.isoformat(),
             "peer": f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""),
         }
-        self._store(name, content, entry)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.writer, self._store, name, content, entry)
+        except OSError as exc:
+            log.error("mailsink.store_failed", file=name, error=str(exc))
+            return "451 4.3.0 Cannot store the message right now"
         return "250 2.0.0 Ok: captured as " + name
 
     def _store(self, name: str, content: bytes, entry: dict[str, Any]) -> None:

@@ -172,7 +172,9 @@ def keys_list() -> None:
 def keys_revoke(name: str) -> None:
     from infra.api_keys import ApiKeyStore
 
-    ApiKeyStore(_settings()).revoke(name)
+    if not ApiKeyStore(_settings()).revoke(name):
+        err.print(f"[red]no API key named '{name}'[/red]")
+        raise typer.Exit(1)
     console.print(f"revoked '{name}'")
 
 

@@ -131,7 +131,8 @@ def parse_segment_batch(payload: Any, received_at: datetime) -> list[EventEnvelo
         call_type = item.get("type")
         call = CALLS.get(call_type) if isinstance(call_type, str) else None
         if call is None:
-            raise ItemProblem(("type",), f"unsupported call type {item.get('type')!r}; expected one of: {', '.join(CALLS)}")
+            # The given value is not echoed: error texts are logged, and they must never carry personal data.
+            raise ItemProblem(("type",), f"unsupported or missing call type; expected one of: {', '.join(CALLS)}")
         return call.model_validate(item).to_envelope(shared_context, received_at)
 
     return build_all([(("batch", index), item) for index, item in enumerate(items)], build)

@@ -61,6 +61,7 @@ def running_stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         definitions_dir=REPO / "examples",
         log_format="json",
         analytics_batch_seconds=0.5,
+        retry_base_seconds=2.0,
     )
     settings.data_dir.mkdir(parents=True)
     api_key = ApiKeyStore(settings).create("e2e")

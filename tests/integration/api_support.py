@@ -20,6 +20,7 @@ from tests.kafka_helpers import read_topic, topic_size
 @contextmanager
 def running_api(settings: Settings) -> Iterator[tuple[TestClient, str]]:
     """A client with a valid key set; the app makes its own KafkaProducer and closes it on exit."""
+    events_written(settings)  # waits until the just-created topic's partitions have leaders
     key = ApiKeyStore(settings).create("integration")
     with TestClient(create_api(settings), headers={"Authorization": f"Bearer {key}"}) as client:
         yield client, key

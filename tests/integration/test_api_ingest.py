@@ -8,9 +8,7 @@ from fastapi.testclient import TestClient
 
 from connectors.api.app import create_api
 
-from infra.topics import Topic
-from tests.integration.api_support import events_on_topic, running_api
-from tests.kafka_helpers import topic_size
+from tests.integration.api_support import events_on_topic, events_written, running_api
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +91,7 @@ def test_a_repeated_event_id_lands_once(api, kafka_settings):
     assert again.json() == {"accepted": 1, "duplicates": 2, "event_ids": ["dup-1", "dup-1", "dup-2"]}
     segment_retry = client.post("/v1/track", json={"event": "X", "userId": "s1", "messageId": "dup-1"})
     assert segment_retry.status_code == 200
-    assert topic_size(kafka_settings, Topic.EVENTS) == 2
+    assert events_written(kafka_settings) == 2
     assert sorted(e.event_id for _, e in events_on_topic(kafka_settings)) == ["dup-1", "dup-2"]
 
 

@@ -9,6 +9,7 @@ from connectors.api.app import create_api
 from connectors.kafka_producer import KafkaProducer, ProduceFailed
 from infra.api_keys import ApiKeyStore
 from infra.topics import Topic
+from tests.integration.api_support import events_written
 from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.integration
@@ -23,6 +24,7 @@ def records(settings, n, prefix="r"):
 
 @pytest.fixture
 def producer(kafka_settings):
+    events_written(kafka_settings)  # waits until the just-created topic's partitions have leaders
     producer = KafkaProducer(kafka_settings)
     yield producer
     producer.close()
@@ -46,6 +48,7 @@ def test_produce_all_sync_lands_with_lz4_compression(producer, kafka_settings):
 
 
 async def test_a_full_local_queue_is_waited_out_not_failed(kafka_settings):
+    events_written(kafka_settings)
     small = KafkaProducer(kafka_settings, config={"queue.buffering.max.messages": 5})
     try:
         await small.produce_all(records(kafka_settings, 200, "a"))

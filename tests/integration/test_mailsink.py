@@ -61,16 +61,18 @@ def test_captures_message_file_and_index_line(tmp_path: Path) -> None:
     assert set(line) >= {"file", "mail_from", "rcpt_tos", "message_id", "subject", "size", "received_at"}
 
 
-def test_non_ascii_subject_is_decoded_in_the_index(tmp_path: Path) -> None:
+def test_folded_non_ascii_subject_is_decoded_in_the_index(tmp_path: Path) -> None:
+    subject = " ".join(["Grüße aus Köln"] * 8)
     with MailSink(tmp_path, port=0) as sink:
-        raw = message(1, subject="Grüße")
+        raw = message(1, subject=subject)
+        assert b"\r\n =?utf-8?b?" in raw  # long enough to be folded over several lines
 
         async def send() -> None:
             await aiosmtplib.send(raw, sender="a@news.tidings.test", recipients=["b@example.com"],
                                   hostname="127.0.0.1", port=sink.port, start_tls=False)
 
         asyncio.run(send())
-    assert list_messages(tmp_path)[0].subject == "Grüße 1"
+    assert list_messages(tmp_path)[0].subject == f"{subject} 1"
 
 
 @pytest.mark.timeout(60)
