@@ -251,6 +251,18 @@ def demo(
     raise typer.Exit(run_demo(subscribers=subscribers, keep_running=keep_running, console=console))
 
 
+def _register_extensions() -> None:
+    import importlib
+
+    from infra.cli_extensions import CLI_MODULES
+
+    for module_name in CLI_MODULES:
+        importlib.import_module(module_name).register(app)
+
+
+_register_extensions()
+
+
 def main() -> None:
     app()
 

@@ -7,6 +7,7 @@ analytics queries from the CLI and the dashboard go through its web port.
 from __future__ import annotations
 
 import hmac
+import importlib
 from typing import Any
 
 import faust
@@ -21,7 +22,7 @@ from infra.api_keys import ApiKeyStore
 from infra.logging import configure_logging
 from infra.settings import Settings
 from processors import analytics as analytics_stage
-from processors import journeys, reputation, segments, sender
+from processors.stages import STAGE_MODULES
 from processors.app import Clock, WorkerContext, create_faust_app, system_clock
 from processors.live_definitions import LiveDefinitionsHolder
 
@@ -31,10 +32,9 @@ log = structlog.get_logger(__name__)
 def build_worker(settings: Settings, analytics: Analytics, clock: Clock = system_clock) -> WorkerContext:
     holder = LiveDefinitionsHolder()
     ctx = WorkerContext(app=create_faust_app(settings), settings=settings, definitions=holder, clock=clock)
-    segments.register(ctx)
-    journeys.register(ctx)
-    sender.register(ctx)
-    reputation.register(ctx)
+    ctx.resources["analytics"] = analytics
+    for module_name in STAGE_MODULES:
+        importlib.import_module(module_name).register(ctx)
     analytics_stage.register(ctx, analytics)
     _register_web(ctx, analytics)
     return ctx

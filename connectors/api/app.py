@@ -8,6 +8,7 @@ request writes nothing.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import re
 import time
 import uuid
@@ -40,6 +41,9 @@ log = structlog.get_logger(__name__)
 
 Parser = Callable[[Any, datetime], list[EventEnvelope]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+
+
+from connectors.api.routers import ROUTER_MODULES  # noqa: E402
 
 
 def create_api(settings: Settings, producer: KafkaProducer | None = None) -> FastAPI:
@@ -101,6 +105,10 @@ def create_api(settings: Settings, producer: KafkaProducer | None = None) -> Fas
         metrics.events_rejected(exc.reason, exc.events)
         log.info("request.rejected", status=exc.status, reason=exc.reason, field=exc.field, error=exc.error)
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    for module_name in ROUTER_MODULES:
+        # Each feature area (consent, tracking, feedback, dashboard, ...) adds its own routes.
+        importlib.import_module(module_name).include(app, settings, kafka)
 
     known_paths = frozenset(route.path for route in app.routes if hasattr(route, "path"))
     app.add_middleware(RequestObserver, metrics=metrics, known_paths=known_paths)

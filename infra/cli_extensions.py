@@ -1,0 +1,8 @@
+"""Command groups that add themselves to the `tidings` CLI.
+
+Each listed module defines `register(app: typer.Typer) -> None`. One line per module: add yours
+with a one-line edit.
+"""
+
+CLI_MODULES: list[str] = [
+]
