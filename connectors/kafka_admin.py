@@ -68,3 +68,10 @@ def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -
             future.result(timeout=timeout)
         except KafkaException:
             pass
+
+
+def delete_topics_with_prefix(settings: Settings, prefix: str, timeout: float = 30.0) -> list[str]:
+    """Remove every topic whose name starts with `prefix` (registry topics and Faust's own)."""
+    names = [n for n in admin_client(settings).list_topics(timeout=timeout).topics if n.startswith(prefix)]
+    delete_topics(settings, names, timeout)
+    return names

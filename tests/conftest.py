@@ -46,8 +46,11 @@ def broker() -> Iterator[str]:
 
 
 @pytest.fixture
-def kafka_settings(settings: Settings, broker: str) -> Settings:
-    from connectors.kafka_admin import ensure_topics
+def kafka_settings(settings: Settings, broker: str) -> Iterator[Settings]:
+    from connectors.kafka_admin import delete_topics_with_prefix, ensure_topics
 
     ensure_topics(settings)
-    return settings
+    yield settings
+    # Thousands of leftover topics make every client's metadata requests slow: clean up.
+    delete_topics_with_prefix(settings, settings.topic_prefix + ".")
+    delete_topics_with_prefix(settings, settings.topic_prefix + "-")

@@ -73,3 +73,6 @@ def running_stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield RunningStack(settings, stack, api_key)
     finally:
         stack.down(stop_broker=False)
+        from connectors.kafka_admin import delete_topics_with_prefix
+
+        delete_topics_with_prefix(settings, settings.topic_prefix)
