@@ -305,9 +305,235 @@ ORDER BY (sending_domain, provider, updated_at, snapshot_id)
 """,
 )
 
+
+# Migration 2: what analysts and the dashboard read.
+#
+# Daily rollups are SummingMergeTree tables fed by materialized views on the base tables. A
+# materialized view sees each INSERT block, not the merged table, so it would count a duplicate
+# that reached a base table twice. None does: `Analytics.insert_rows` drops ids already stored or
+# repeated in the batch BEFORE the insert, and it is the only write path, so every row reaches the
+# base table and its rollups exactly once. (ReplacingMergeTree stays as the second line for the base
+# tables; rollups have no second line, which is why the sink must never skip that check.)
+# Rollup rows are partial sums until merged: always read them with sum() ... GROUP BY.
+#
+# Each rollup is created empty, back-filled from its base table, and only then gets its view; no
+# insert runs during a migration (the worker migrates before its sink starts), and a migration
+# interrupted half way is rerun from the top (the TRUNCATE makes the back-fill repeatable).
+#
+# TTLs: raw per-subscriber activity (events, send intents, deliveries, journey decisions) is kept
+# 400 days, i.e. 13 months for year-over-year plus a margin, and then dropped a whole monthly part
+# at a time (ttl_only_drop_parts); the daily rollups keep the counts forever (a few rows a day).
+# Reputation snapshots are kept 90 days: they are operational, the sender's windows are shorter.
+# Segment changes have NO TTL: membership as of a time folds the whole history, and expiring an
+# old "entered" would silently drop a member.
+_ROLLUPS_AND_VIEWS = (
+    """\
+CREATE TABLE IF NOT EXISTS tidings.daily_events
+(
+    `day` Date,
+    `type` LowCardinality(String),
+    `events` UInt64
+)
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, type)
+""",
+    "TRUNCATE TABLE IF EXISTS tidings.daily_events",
+    """\
+INSERT INTO tidings.daily_events (day, type, events)
+SELECT toDate(occurred_at) AS day, type, count() AS events
+FROM tidings.events FINAL
+GROUP BY day, type
+""",
+    """\
+CREATE MATERIALIZED VIEW IF NOT EXISTS tidings.daily_events_mv TO tidings.daily_events AS
+SELECT toDate(occurred_at) AS day, type, count() AS events
+FROM tidings.events
+GROUP BY day, type
+""",
+    """\
+CREATE TABLE IF NOT EXISTS tidings.daily_send_intents
+(
+    `day` Date,
+    `journey_id` LowCardinality(String),
+    `step_id` LowCardinality(String),
+    `template_id` LowCardinality(String),
+    `intents` UInt64
+)
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, journey_id, step_id, template_id)
+""",
+    "TRUNCATE TABLE IF EXISTS tidings.daily_send_intents",
+    """\
+INSERT INTO tidings.daily_send_intents (day, journey_id, step_id, template_id, intents)
+SELECT toDate(created_at) AS day, journey_id, step_id, template_id, count() AS intents
+FROM tidings.send_intents FINAL
+GROUP BY day, journey_id, step_id, template_id
+""",
+    """\
+CREATE MATERIALIZED VIEW IF NOT EXISTS tidings.daily_send_intents_mv TO tidings.daily_send_intents AS
+SELECT toDate(created_at) AS day, journey_id, step_id, template_id, count() AS intents
+FROM tidings.send_intents
+GROUP BY day, journey_id, step_id, template_id
+""",
+    """\
+CREATE TABLE IF NOT EXISTS tidings.daily_deliveries
+(
+    `day` Date,
+    `journey_id` LowCardinality(String),
+    `template_id` LowCardinality(String),
+    `sending_domain` LowCardinality(String),
+    `recipient_domain` LowCardinality(String),
+    `kind` LowCardinality(String),
+    `deliveries` UInt64
+)
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, kind, sending_domain, recipient_domain, journey_id, template_id)
+""",
+    "TRUNCATE TABLE IF EXISTS tidings.daily_deliveries",
+    """\
+INSERT INTO tidings.daily_deliveries (day, journey_id, template_id, sending_domain, recipient_domain, kind, deliveries)
+SELECT toDate(occurred_at) AS day, journey_id, template_id, sending_domain, recipient_domain, kind, count() AS deliveries
+FROM tidings.deliveries FINAL
+GROUP BY day, journey_id, template_id, sending_domain, recipient_domain, kind
+""",
+    """\
+CREATE MATERIALIZED VIEW IF NOT EXISTS tidings.daily_deliveries_mv TO tidings.daily_deliveries AS
+SELECT toDate(occurred_at) AS day, journey_id, template_id, sending_domain, recipient_domain, kind, count() AS deliveries
+FROM tidings.deliveries
+GROUP BY day, journey_id, template_id, sending_domain, recipient_domain, kind
+""",
+    """\
+CREATE TABLE IF NOT EXISTS tidings.daily_journey_steps
+(
+    `day` Date,
+    `journey_id` LowCardinality(String),
+    `step_id` LowCardinality(String),
+    `kind` LowCardinality(String),
+    `decisions` UInt64
+)
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, journey_id, step_id, kind)
+""",
+    "TRUNCATE TABLE IF EXISTS tidings.daily_journey_steps",
+    """\
+INSERT INTO tidings.daily_journey_steps (day, journey_id, step_id, kind, decisions)
+SELECT toDate(occurred_at) AS day, journey_id, step_id, kind, count() AS decisions
+FROM tidings.journey_decisions FINAL
+GROUP BY day, journey_id, step_id, kind
+""",
+    """\
+CREATE MATERIALIZED VIEW IF NOT EXISTS tidings.daily_journey_steps_mv TO tidings.daily_journey_steps AS
+SELECT toDate(occurred_at) AS day, journey_id, step_id, kind, count() AS decisions
+FROM tidings.journey_decisions
+GROUP BY day, journey_id, step_id, kind
+""",
+    """\
+CREATE VIEW IF NOT EXISTS tidings.messages AS
+SELECT
+    i.intent_id AS intent_id,
+    i.subscriber_id AS subscriber_id,
+    i.journey_id AS journey_id,
+    i.journey_version AS journey_version,
+    i.step_id AS step_id,
+    i.template_id AS template_id,
+    i.trigger_event_id AS trigger_event_id,
+    i.transactional AS transactional,
+    i.created_at AS intended_at,
+    d.rendered_at AS rendered_at,
+    d.accepted_at AS accepted_at,
+    d.deferred_at AS deferred_at,
+    d.bounced_at AS bounced_at,
+    d.ambiguous_at AS ambiguous_at,
+    d.skipped_at AS skipped_at,
+    d.opened_at AS opened_at,
+    d.clicked_at AS clicked_at,
+    d.complained_at AS complained_at,
+    d.unsubscribed_at AS unsubscribed_at,
+    d.attempts AS attempts,
+    d.sending_domain AS sending_domain,
+    d.recipient_domain AS recipient_domain,
+    d.message_id AS message_id,
+    multiIf(
+        d.complained_at IS NOT NULL, 'complained',
+        d.bounced_at IS NOT NULL, 'bounced',
+        d.accepted_at IS NOT NULL, 'delivered',
+        d.ambiguous_at IS NOT NULL, 'ambiguous',
+        d.skipped_at IS NOT NULL, 'skipped',
+        d.deferred_at IS NOT NULL, 'deferred',
+        'pending'
+    ) AS status
+FROM tidings.send_intents AS i
+LEFT JOIN
+(
+    SELECT
+        intent_id,
+        minIfOrNull(occurred_at, kind IN ('accepted', 'deferred', 'bounced', 'ambiguous')) AS rendered_at,
+        minIfOrNull(occurred_at, kind = 'accepted') AS accepted_at,
+        minIfOrNull(occurred_at, kind = 'deferred') AS deferred_at,
+        minIfOrNull(occurred_at, kind = 'bounced') AS bounced_at,
+        minIfOrNull(occurred_at, kind = 'ambiguous') AS ambiguous_at,
+        minIfOrNull(occurred_at, kind = 'skipped') AS skipped_at,
+        minIfOrNull(occurred_at, kind = 'opened') AS opened_at,
+        minIfOrNull(occurred_at, kind = 'clicked') AS clicked_at,
+        minIfOrNull(occurred_at, kind = 'complained') AS complained_at,
+        minIfOrNull(occurred_at, kind = 'unsubscribed') AS unsubscribed_at,
+        toUInt16(countIf(kind IN ('accepted', 'deferred', 'bounced', 'ambiguous'))) AS attempts,
+        anyIf(sending_domain, sending_domain != '') AS sending_domain,
+        anyIf(recipient_domain, recipient_domain != '') AS recipient_domain,
+        anyIf(message_id, message_id != '') AS message_id
+    FROM tidings.deliveries
+    GROUP BY intent_id
+) AS d ON d.intent_id = i.intent_id
+""",
+    "ALTER TABLE tidings.events MODIFY TTL toDateTime(occurred_at) + INTERVAL 400 DAY",
+    "ALTER TABLE tidings.send_intents MODIFY TTL toDateTime(created_at) + INTERVAL 400 DAY",
+    "ALTER TABLE tidings.deliveries MODIFY TTL toDateTime(occurred_at) + INTERVAL 400 DAY",
+    "ALTER TABLE tidings.journey_decisions MODIFY TTL toDateTime(occurred_at) + INTERVAL 400 DAY",
+    "ALTER TABLE tidings.reputation_snapshots MODIFY TTL toDateTime(updated_at) + INTERVAL 90 DAY",
+    "ALTER TABLE tidings.events MODIFY SETTING ttl_only_drop_parts = 1",
+    "ALTER TABLE tidings.send_intents MODIFY SETTING ttl_only_drop_parts = 1",
+    "ALTER TABLE tidings.deliveries MODIFY SETTING ttl_only_drop_parts = 1",
+    "ALTER TABLE tidings.journey_decisions MODIFY SETTING ttl_only_drop_parts = 1",
+    "ALTER TABLE tidings.reputation_snapshots MODIFY SETTING ttl_only_drop_parts = 1",
+)
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial_tables", _INITIAL_TABLES),
+    Migration(2, "rollups_messages_ttls", _ROLLUPS_AND_VIEWS),
 ]
+
+# Tables and views that migrations create but the sink never writes: their columns after the last
+# migration (an integration test compares them with the database).
+DERIVED: dict[str, tuple[tuple[str, str], ...]] = {
+    "daily_events": (("day", "Date"), ("type", "LowCardinality(String)"), ("events", "UInt64")),
+    "daily_send_intents": (
+        ("day", "Date"),
+        ("journey_id", "LowCardinality(String)"),
+        ("step_id", "LowCardinality(String)"),
+        ("template_id", "LowCardinality(String)"),
+        ("intents", "UInt64"),
+    ),
+    "daily_deliveries": (
+        ("day", "Date"),
+        ("journey_id", "LowCardinality(String)"),
+        ("template_id", "LowCardinality(String)"),
+        ("sending_domain", "LowCardinality(String)"),
+        ("recipient_domain", "LowCardinality(String)"),
+        ("kind", "LowCardinality(String)"),
+        ("deliveries", "UInt64"),
+    ),
+    "daily_journey_steps": (
+        ("day", "Date"),
+        ("journey_id", "LowCardinality(String)"),
+        ("step_id", "LowCardinality(String)"),
+        ("kind", "LowCardinality(String)"),
+        ("decisions", "UInt64"),
+    ),
+}
 
 MIGRATIONS_DDL = (
     f"CREATE DATABASE IF NOT EXISTS {DATABASE}",

@@ -248,6 +248,7 @@ def demo(
     """Start the local stack, apply the examples, send synthetic events and show the result."""
     from infra.demo import run_demo
 
+    configure_logging("WARNING", get_settings().log_format)  # the demo prints its own progress
     raise typer.Exit(run_demo(subscribers=subscribers, keep_running=keep_running, console=console))
 
 

@@ -39,12 +39,34 @@ class Settings(BaseSettings):
     mailsink_host: str = "127.0.0.1"
     mailsink_port: int = 2525
 
+    event_store: str = Field("sqlite", description="`sqlite` (files under data_dir/event-store) or `postgres`.")
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_user: str = "tidings"
+    postgres_password: str = "tidings"
+    postgres_dbname: str = "tidings"
+    postgres_schema: str = Field("public", description="Schema holding the event store tables.")
+
     definitions_dir: Path = Field(Path("examples"), description="YAML journeys, segments and templates to load.")
     log_format: str = Field("auto", description="`json`, `console` or `auto` (console on a terminal).")
     log_level: str = "INFO"
 
     retry_base_seconds: float = Field(60.0, gt=0, description="First retry delay after a 4xx; doubles per attempt.")
     retry_max_age_seconds: float = Field(86400.0, gt=0, description="Deferred mail older than this soft-bounces.")
+
+    tracking_secret: str = Field("", description="HMAC key for tracking/unsubscribe tokens; empty: a local key file under data_dir.")
+    tracking_key_id: str = Field("k1", description="Key id written into tokens, so keys can rotate.")
+    tracking_enabled: bool = Field(True, description="Rewrite links for click tracking and add the open pixel.")
+    tracking_token_days: int = Field(180, ge=1, description="How long tracking and unsubscribe links stay valid.")
+    unsubscribe_mailto: str = Field("", description="`mailto:` target for List-Unsubscribe, beside the one-click URL.")
+    dkim_selector: str = Field("", description="DKIM selector; DKIM signing is on when this and dkim_key_path are set.")
+    dkim_key_path: str = Field("", description="PEM private key (RSA) used for DKIM signatures.")
+    frequency_cap: str = Field("", description="Marketing caps per rolling window, e.g. `3/1d,10/7d`; empty: no cap.")
+    quiet_hours: str = Field("", description="Local quiet hours, e.g. `21:00-08:00`; empty: none.")
+    quiet_hours_mode: str = Field("defer", description="`defer` to the end of quiet hours, or `skip`.")
+    default_timezone: str = Field("UTC", description="Time zone for subscribers without a `timezone` trait.")
+    webhook_secret: str = Field("", description="Shared secret of the generic HMAC-signed feedback webhook.")
+    webhook_tolerance_seconds: int = Field(300, ge=1, description="Accepted clock skew of webhook timestamps.")
 
     analytics_batch_rows: int = Field(5000, ge=1)
     analytics_batch_seconds: float = Field(1.0, gt=0)

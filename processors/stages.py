@@ -7,6 +7,7 @@ with a one-line edit.
 STAGE_MODULES: list[str] = [
     "processors.segments",
     "processors.journeys",
+    "processors.consent",
     "processors.sender",
     "processors.reputation",
 ]

@@ -37,3 +37,4 @@ if not broker.jars_present():
     print("bootstrap: fetching the Kafka broker jars from Maven Central")
     broker.fetch_jars()
 PY
+bash infra/scripts/postgres.sh  # the event store tests run every case on SQLite and PostgreSQL
