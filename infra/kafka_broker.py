@@ -7,6 +7,7 @@ data live under `<data_dir>/kafka/`.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -196,13 +197,23 @@ class KafkaBroker:
         return BrokerStatus(running=pid is not None or ready, ready=ready, pid=pid, bootstrap=self.settings.kafka_bootstrap)
 
     def start(self, wait: bool = True, timeout: float = 90.0) -> BrokerStatus:
-        if port_open(self.host, self.port):
-            log.info("kafka.already_running", bootstrap=self.settings.kafka_bootstrap)
-            return self.status()
+        """Start the broker unless one answers already; concurrent callers start one between them."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        with open(self.home / "start.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            pid = self._pid()
+            if port_open(self.host, self.port) or pid is not None:
+                log.info("kafka.already_running", bootstrap=self.settings.kafka_bootstrap, pid=pid)
+                if wait:
+                    self.wait_ready(timeout)
+                return self.status()
+            return self._start_locked(wait, timeout)
+
+    def _start_locked(self, wait: bool, timeout: float) -> BrokerStatus:
         self.fetch_jars()
         self._write_config()
         self._format_storage()
-        heap = os.environ.get("TIDINGS_KAFKA_HEAP", "512m")
+        heap = os.environ.get("TIDINGS_KAFKA_HEAP", "1g")
         with open(self.home / "stdout.log", "ab") as out:
             proc = subprocess.Popen(
                 [
