@@ -155,8 +155,9 @@ def run_demo(subscribers: int = 600, keep_running: bool = False, console: Consol
 
         with console.status("waiting for ClickHouse to hold every accepted event ..."):
             wait_for(analytics_caught_up, 120, "events in ClickHouse", interval=1.0)
-        _print_summary(settings, console, accepted, expectation, time.monotonic() - started)
         _check_mail(settings, expectation)
+        screenshot = _screenshot(settings, console)
+        _print_summary(settings, console, accepted, expectation, time.monotonic() - started, screenshot)
         return 0
     except Exception as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
@@ -192,7 +193,23 @@ def _check_mail(settings: Settings, expectation: Expectation) -> None:
         raise DemoFailed(f"expected {expectation.expected_messages} emails, the sink holds {len(messages)}")
 
 
-def _print_summary(settings: Settings, console: Console, accepted: int, expectation: Expectation, seconds: float) -> None:
+def _screenshot(settings: Settings, console: Console) -> Path | None:
+    """A PNG of the live dashboard: what an analyst would see after this run."""
+    from infra.screenshot import capture_dashboard
+
+    path = settings.data_dir / "dashboard.png"
+    try:
+        with console.status("taking a screenshot of the dashboard in headless Chromium ..."):
+            return capture_dashboard(f"http://{settings.api_host}:{settings.api_port}/dashboard", path)
+    except Exception as exc:  # the demo's result stands without the picture; say why it is missing
+        console.print(f"[yellow]no dashboard screenshot: {exc}[/yellow]")
+        return None
+
+
+def _print_summary(
+    settings: Settings, console: Console, accepted: int, expectation: Expectation, seconds: float,
+    screenshot: Path | None = None,
+) -> None:
     from infra.analytics_client import run_query
 
     console.rule("[bold green]Result (queried from ClickHouse)")
@@ -209,5 +226,7 @@ def _print_summary(settings: Settings, console: Console, accepted: int, expectat
     console.rule("where to look next")
     console.print(f"emails captured by the SMTP sink: {settings.mailsink_dir}  (`tidings mailsink --list`)")
     console.print(f"service logs: {settings.data_dir / 'logs'}")
+    if screenshot is not None:
+        console.print(f"dashboard screenshot: {screenshot}  (live at http://{settings.api_host}:{settings.api_port}/dashboard)")
     console.print("query analytics: `tidings sql \"SELECT type, count() FROM events GROUP BY type\"` (stack running)")
     console.print("definitions: examples/journeys, examples/segments, examples/templates (`tidings apply examples/`)")

@@ -75,19 +75,30 @@ class Service:
         log.info("service.started", service=self.name, pid=proc.pid, log=str(self.log_file))
         return proc
 
-    def ready(self) -> bool:
+    @property
+    def address(self) -> tuple[str, int]:
         s = self.settings
+        return {
+            "mailsink": (s.mailsink_host, s.mailsink_port),
+            "api": (s.api_host, s.api_port),
+            "worker": (s.worker_host, s.worker_port),
+        }[self.name]
+
+    def ready(self) -> bool:
+        host, port = self.address
         if self.name == "mailsink":
-            return port_open(s.mailsink_host, s.mailsink_port)
-        url = (
-            f"http://{s.api_host}:{s.api_port}/healthz"
-            if self.name == "api"
-            else f"http://{s.worker_host}:{s.worker_port}/healthz/"
-        )
+            return port_open(host, port)
+        url = f"http://{host}:{port}/healthz" if self.name == "api" else f"http://{host}:{port}/healthz/"
         try:
-            return httpx.get(url, timeout=1.0).status_code == 200
+            response = httpx.get(url, timeout=1.0)
         except httpx.HTTPError:
             return False
+        if self.name == "worker":
+            # Another stack's worker on the same port must not pass for ours.
+            from processors.app import app_id
+
+            return response.status_code == 200 and response.json().get("app_id") == app_id(self.settings)
+        return response.status_code == 200
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
@@ -159,6 +170,12 @@ class Stack:
         for name in services:
             service = self.services[name]
             if service.pid() is None or not service.ready():
+                host, port = service.address
+                if service.pid() is None and port_open(host, port):
+                    raise StackError(
+                        f"{name}: {host}:{port} is already in use by another process "
+                        "(another stack? `tidings stack down`, or set its TIDINGS_*_PORT)"
+                    )
                 service.start(env)
             service.wait_ready()
 

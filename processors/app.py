@@ -111,10 +111,15 @@ def create_faust_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=1000,
+        # A worker killed without leaving the group holds its partitions until its session expires;
+        # Faust's 60 s default would stall a restarted worker that long.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         broker_commit_interval=1.0,
         table_standby_replicas=0,
         web_enabled=True,
         web_host=settings.worker_host,
+        web_bind=settings.worker_host,  # Faust binds 0.0.0.0 unless told: loopback by default
         web_port=settings.worker_port,
         web_in_thread=False,
         stream_wait_empty=False,

@@ -54,7 +54,7 @@ def _register_web(ctx: WorkerContext, analytics: Analytics) -> None:
     @ctx.app.page("/healthz/")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", "definitions": _definition_counts(ctx)})
+            return self.json({"status": "ok", "app_id": ctx.app.conf.id, "definitions": _definition_counts(ctx)})
 
     @ctx.app.page("/analytics/sql/")
     class Sql(View):
