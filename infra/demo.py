@@ -101,6 +101,11 @@ def summary_queries() -> dict[str, str]:
             "SELECT recipient_domain, countIf(kind = 'accepted') AS accepted, countIf(kind = 'bounced') AS bounced, "
             "countIf(kind = 'deferred') AS deferred FROM deliveries GROUP BY recipient_domain ORDER BY accepted DESC"
         ),
+        "journeys: entries, holdouts and goal conversions": (
+            "SELECT journey_id AS journey, countIf(kind = 'entered') AS entered, countIf(kind = 'holdout') AS holdout, "
+            "countIf(kind = 'goal') AS converted, round(countIf(kind = 'goal') / greatest(countIf(kind = 'entered'), 1), 3) "
+            "AS conversion_rate FROM journey_decisions GROUP BY journey ORDER BY journey"
+        ),
         "segment entries": (
             "SELECT segment_id, countIf(change = 'entered') AS entered, countIf(change = 'exited') AS exited "
             "FROM segment_changes GROUP BY segment_id ORDER BY segment_id"
