@@ -156,6 +156,32 @@ TABLES: dict[str, TableSpec] = {
                 ("complained", "UInt64"),
                 ("state", "LowCardinality(String)"),
                 ("updated_at", _TIME),
+                # migration 3
+                ("score", "Nullable(Float64)"),
+                ("hard_bounced", "UInt64"),
+                ("soft_bounced", "UInt64"),
+                ("opened", "UInt64"),
+                ("clicked", "UInt64"),
+                ("unsubscribed", "UInt64"),
+                ("window_end", "Nullable(DateTime64(3, 'UTC'))"),
+                ("windows", "String"),
+                ("control", "String"),
+            ),
+        ),
+        TableSpec(
+            "reputation_changes",
+            id_column="change_id",
+            time_column="occurred_at",
+            columns=(
+                ("change_id", "String"),
+                ("sending_domain", "LowCardinality(String)"),
+                ("provider", "LowCardinality(String)"),
+                ("traffic", "LowCardinality(String)"),
+                ("from_state", "LowCardinality(String)"),
+                ("to_state", "LowCardinality(String)"),
+                ("reason", "String"),
+                ("score", "Nullable(Float64)"),
+                ("occurred_at", _TIME),
             ),
         ),
     )
@@ -501,9 +527,55 @@ LEFT JOIN
     "ALTER TABLE tidings.reputation_snapshots MODIFY SETTING ttl_only_drop_parts = 1",
 )
 
+
+# Migration 3: the reputation stage's scores and transitions (docs/reputation.md).
+#
+# Snapshots gain the 24h score, the counters the flat columns lacked, the end of the windows, and
+# the three windows and the sender's control as JSON text (their shape may grow; JSONExtract reads
+# them). New columns go last, so positional inserts written against migration 1 fail loudly rather
+# than shift. Rows stored before this migration read score NULL, counters 0, windows/control '{}'.
+# Transitions get their own table: a few rows per identity and provider a day, the audit trail of
+# every throttle and pause, so they keep the 400-day TTL of the other event tables (not the 90 days
+# of the snapshots).
+_REPUTATION_SCORES_AND_CHANGES = (
+    """\
+ALTER TABLE tidings.reputation_snapshots
+    ADD COLUMN IF NOT EXISTS `score` Nullable(Float64),
+    ADD COLUMN IF NOT EXISTS `hard_bounced` UInt64,
+    ADD COLUMN IF NOT EXISTS `soft_bounced` UInt64,
+    ADD COLUMN IF NOT EXISTS `opened` UInt64,
+    ADD COLUMN IF NOT EXISTS `clicked` UInt64,
+    ADD COLUMN IF NOT EXISTS `unsubscribed` UInt64,
+    ADD COLUMN IF NOT EXISTS `window_end` Nullable(DateTime64(3, 'UTC')),
+    ADD COLUMN IF NOT EXISTS `windows` String DEFAULT '{}',
+    ADD COLUMN IF NOT EXISTS `control` String DEFAULT '{}'
+""",
+    """\
+CREATE TABLE IF NOT EXISTS tidings.reputation_changes
+(
+    `change_id` String,
+    `sending_domain` LowCardinality(String),
+    `provider` LowCardinality(String),
+    `traffic` LowCardinality(String),
+    `from_state` LowCardinality(String),
+    `to_state` LowCardinality(String),
+    `reason` String,
+    `score` Nullable(Float64),
+    `occurred_at` DateTime64(3, 'UTC'),
+    INDEX idx_change_id change_id TYPE bloom_filter GRANULARITY 4
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (sending_domain, provider, occurred_at, change_id)
+TTL toDateTime(occurred_at) + INTERVAL 400 DAY
+SETTINGS ttl_only_drop_parts = 1
+""",
+)
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial_tables", _INITIAL_TABLES),
     Migration(2, "rollups_messages_ttls", _ROLLUPS_AND_VIEWS),
+    Migration(3, "reputation_scores_changes", _REPUTATION_SCORES_AND_CHANGES),
 ]
 
 # Tables and views that migrations create but the sink never writes: their columns after the last
@@ -541,3 +613,32 @@ MIGRATIONS_DDL = (
     "(\n    `version` UInt32,\n    `name` String,\n    `applied_at` DateTime64(3, 'UTC')\n)\n"
     "ENGINE = ReplacingMergeTree\nORDER BY version",
 )
+
+
+@dataclass(frozen=True)
+class RollupSpec:
+    """A daily rollup and the base table its materialized view counts: `measure` = count() per day and `dimensions`."""
+
+    name: str
+    source: str
+    time_column: str
+    dimensions: tuple[str, ...]
+    measure: str
+
+
+ROLLUPS: dict[str, RollupSpec] = {
+    spec.name: spec
+    for spec in (
+        RollupSpec("daily_events", "events", "occurred_at", ("type",), "events"),
+        RollupSpec("daily_send_intents", "send_intents", "created_at", ("journey_id", "step_id", "template_id"), "intents"),
+        RollupSpec(
+            "daily_deliveries",
+            "deliveries",
+            "occurred_at",
+            ("journey_id", "template_id", "sending_domain", "recipient_domain", "kind"),
+            "deliveries",
+        ),
+        RollupSpec("daily_journey_steps", "journey_decisions", "occurred_at", ("journey_id", "step_id", "kind"), "decisions"),
+    )
+}
+

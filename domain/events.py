@@ -149,6 +149,16 @@ class ReputationSnapshot(Contract):
     state: Literal["healthy", "warning", "throttled", "paused"] = "healthy"
     updated_at: datetime
     schema_version: int = 1
+    # Added by the reputation stage (docs/reputation.md); the flat counts above are the 24h window.
+    hard_bounced: int = 0
+    soft_bounced: int = 0
+    opened: int = 0
+    clicked: int = 0
+    unsubscribed: int = 0
+    score: float | None = None
+    window_end: datetime | None = None
+    windows: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    control: dict[str, Any] = Field(default_factory=dict)
 
     _aware_times = field_validator("updated_at")(_aware)
 

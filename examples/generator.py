@@ -20,15 +20,37 @@ PRODUCTS = ["kettle", "teapot", "mug", "grinder", "scale", "filter"]
 
 @dataclass
 class Expectation:
-    """What the example journeys must do with the generated events."""
+    """What the example journeys must do with the generated events.
+
+    welcome: 2 emails per sign-up; first-order, post-purchase-review: 1 per buyer; win-back: 1 per
+    buyer outside its 10% holdout; abandoned-cart: 1 per cart left without an order.
+    """
 
     signed_up: set[str] = field(default_factory=set)
     buyers: set[str] = field(default_factory=set)
+    abandoned_carts: set[str] = field(default_factory=set)
     emails: dict[str, str] = field(default_factory=dict)
 
     @property
+    def win_back(self) -> set[str]:
+        from domain.journeys import split_bucket
+
+        return {s for s in self.buyers if split_bucket(s, "win-back") < 90}
+
+    @property
+    def expected_by_template(self) -> dict[str, int]:
+        return {
+            "welcome": len(self.signed_up),
+            "welcome-follow-up": len(self.signed_up),
+            "thanks-first-order": len(self.buyers),
+            "review-request": len(self.buyers),
+            "win-back": len(self.win_back),
+            "cart-reminder": len(self.abandoned_carts),
+        }
+
+    @property
     def expected_messages(self) -> int:
-        return len(self.signed_up) + len(self.buyers)
+        return sum(self.expected_by_template.values())
 
 
 def _event(subscriber_id: str, event_type: str, at: datetime, properties: dict[str, Any] | None = None,
@@ -68,11 +90,18 @@ def generate(subscribers: int, seed: int = 7, start: datetime | None = None, nam
             events.append(_event(subscriber_id, "product.viewed", at, {"product": rng.choice(PRODUCTS)}, namespace=namespace))
         if rng.random() < 0.35:
             at += timedelta(minutes=rng.randint(1, 60))
-            events.append(_event(subscriber_id, "cart.updated", at, {"items": rng.randint(1, 4)}, namespace=namespace))
+            cart_id = f"cart-{n}"
+            events.append(_event(subscriber_id, "cart.updated", at, {"items": rng.randint(1, 4), "cart_id": cart_id},
+                                 namespace=namespace))
             for _ in range(rng.choice([1, 1, 2])):
                 at += timedelta(minutes=rng.randint(5, 600))
                 events.append(_event(subscriber_id, "order.placed", at,
-                                     {"order_id": f"o-{n}-{at.timestamp():.0f}",
+                                     {"order_id": f"o-{n}-{at.timestamp():.0f}", "cart_id": cart_id,
                                       "total": round(rng.uniform(10, 250), 2)}, namespace=namespace))
             expectation.buyers.add(subscriber_id)
+        elif rng.random() < 0.3:
+            at += timedelta(minutes=rng.randint(1, 60))
+            events.append(_event(subscriber_id, "cart.updated", at, {"items": rng.randint(1, 4), "cart_id": f"cart-{n}"},
+                                 namespace=namespace))
+            expectation.abandoned_carts.add(subscriber_id)
     return events, expectation

@@ -5,4 +5,10 @@ with a one-line edit.
 """
 
 CLI_MODULES: list[str] = [
+    "infra.cli_segments",
+    "infra.cli_reputation",
+    "infra.cli_store",
+    "infra.cli_analytics",
+    "infra.cli_journeys",
+    "infra.cli_feedback",
 ]

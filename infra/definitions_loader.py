@@ -16,7 +16,7 @@ import structlog
 import yaml
 
 from domain.journeys import JourneyDefinition, parse_journey
-from domain.segments import SegmentDefinition, parse_segment
+from domain.segments import SegmentDefinition, parse_segment, segment_reference_errors
 from domain.yaml_source import DefinitionError, load_yaml
 
 log = structlog.get_logger(__name__)
@@ -171,6 +171,7 @@ def _load(
 
     templates = _parse_all(of_kind["template"], texts, _template_parser(), errors) if of_kind["template"] else []
     segments = _parse_all(of_kind["segment"], texts, parse_segment, errors)
+    errors += segment_reference_errors({str(p): texts[p] for p in of_kind["segment"]})
     known = {t.id for t in templates} | _ids_of_broken_templates(of_kind["template"], texts, templates)
     known |= _template_ids_in(extra_template_dirs, exclude=set(of_kind["template"]))
     journeys = _parse_all(

@@ -54,10 +54,8 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(60.0, gt=0, description="First retry delay after a 4xx; doubles per attempt.")
     retry_max_age_seconds: float = Field(86400.0, gt=0, description="Deferred mail older than this soft-bounces.")
 
-    tracking_secret: str = Field("", description="HMAC key for tracking/unsubscribe tokens; empty: a local key file under data_dir.")
-    tracking_key_id: str = Field("k1", description="Key id written into tokens, so keys can rotate.")
     tracking_enabled: bool = Field(True, description="Rewrite links for click tracking and add the open pixel.")
-    tracking_token_days: int = Field(180, ge=1, description="How long tracking and unsubscribe links stay valid.")
+    tracking_token_days: int = Field(180, ge=1, description="How long click and open-pixel links stay valid.")
     unsubscribe_mailto: str = Field("", description="`mailto:` target for List-Unsubscribe, beside the one-click URL.")
     dkim_selector: str = Field("", description="DKIM selector; DKIM signing is on when this and dkim_key_path are set.")
     dkim_key_path: str = Field("", description="PEM private key (RSA) used for DKIM signatures.")
@@ -67,6 +65,9 @@ class Settings(BaseSettings):
     default_timezone: str = Field("UTC", description="Time zone for subscribers without a `timezone` trait.")
     webhook_secret: str = Field("", description="Shared secret of the generic HMAC-signed feedback webhook.")
     webhook_tolerance_seconds: int = Field(300, ge=1, description="Accepted clock skew of webhook timestamps.")
+
+    reputation_thresholds: str = Field("", description="Reputation overrides, e.g. `complaint=0.1%/0.3%/0.5%,bounce=2%/5%/10%,min_sent=500,min_accepted=1000,throttle_per_minute=60`; empty: defaults (docs/reputation.md).")
+    reputation_cooldown_seconds: float = Field(0.0, ge=0, description="A paused identity resumes by itself after this long; 0: only `tidings reputation resume`.")
 
     analytics_batch_rows: int = Field(5000, ge=1)
     analytics_batch_seconds: float = Field(1.0, gt=0)

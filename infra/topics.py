@@ -22,6 +22,7 @@ from domain.events import (
     SendIntent,
 )
 from domain.journeys import JourneyDecision
+from domain.reputation import ReputationChanged, ReputationCommand
 from infra.settings import Settings
 
 
@@ -51,6 +52,8 @@ class Topic(Enum):
     JOURNEY_DECISIONS = TopicSpec("journey-decisions", "subscriber_id", JourneyDecision)
     DELIVERY = TopicSpec("delivery", "subscriber_id", DeliveryEvent)
     REPUTATION = TopicSpec("reputation", "sending_domain|provider", ReputationSnapshot, "compact", False)
+    REPUTATION_COMMANDS = TopicSpec("reputation-commands", "action:sending_domain|provider", ReputationCommand, "compact", False)
+    REPUTATION_CHANGES = TopicSpec("reputation-changes", "sending_domain|provider", ReputationChanged, subscriber_keyed=False)
     DEAD_LETTERS = TopicSpec("dead-letters", "topic", DeadLetter, subscriber_keyed=False)
 
     @property

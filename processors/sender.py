@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,18 +23,20 @@ from typing import Any
 
 import structlog
 
+from connectors.crypto import PersonalDataErased, open_intent
 from connectors.dkim import DkimSigner, signer_from_settings
-from connectors.feedback.keys import tracking_signer
+from connectors.feedback.report import ref_header
 from connectors.smtp import SmtpPool
-from domain import policy, send_ledger
+from domain import policy, send_ledger, tokens
 from domain.events import DeliveryEvent, SendIntent, stable_id
 from domain.messages import MessageError, build_message, message_id_for
 from domain.send_ledger import RetryPolicy
 from domain.smtp_replies import Ambiguous, SendOutcome
 from domain.templates import CompiledTemplate, TemplateRenderError
-from domain.tracking import Signer, expiry, track_html, unsubscribe_token
+from domain.tracking import Signer, expiry, track_html
 from infra.logging import hashed
 from infra.settings import Settings
+from infra.token_keys import TokenKeys, load_token_keys
 from infra.topics import Topic
 from processors.app import WorkerContext
 
@@ -41,6 +44,10 @@ log = structlog.get_logger(__name__)
 
 BATCH_SIZE = 256
 BATCH_WITHIN_SECONDS = 0.05
+# Intents marked `sending` together and then sent: a crash makes the unsettled ones of a chunk
+# ambiguous, so the chunk bounds that loss; each chunk costs one flush and one durable emit.
+SEND_CHUNK = 64
+UNSUBSCRIBE_TTL = timedelta(days=60)  # as the consent area's own links
 
 Settled = tuple[SendIntent, dict | None, DeliveryEvent]
 Emit = Callable[[list[DeliveryEvent]], Awaitable[None]]
@@ -52,6 +59,8 @@ class Prepared:
     message: bytes
     message_id: str
     attempt: int
+    signing: asyncio.Future | None = None  # the DKIM-signed message, being made on the signing thread
+    recipient: str = ""  # the opened address for the SMTP envelope; `intent` stays sealed (retries store it)
 
 
 def policy_config(settings: Settings) -> policy.PolicyConfig:
@@ -73,47 +82,59 @@ def _consent_check() -> Callable[[dict, str | None], tuple[bool, str]] | None:
 
 @dataclass
 class Composer:
-    """Render + tracking + unsubscribe headers + MIME + DKIM for one intent."""
+    """Render + tracking + unsubscribe headers + MIME + DKIM for one intent.
+
+    The one-click unsubscribe URL is the consent area's signed link (`/u/{token}`, RFC 8058 POST);
+    click and open tokens are signed with the same rotating keys.
+    """
 
     settings: Settings
-    signer: Signer
+    keys: TokenKeys
     dkim: DkimSigner | None
     sending_domain: str
+    signer: Signer = field(init=False)
 
-    def compose(self, intent: SendIntent, template: CompiledTemplate, attempt: int, now: datetime) -> Prepared:
-        rendered = template.render(intent.variables)
-        base = self.settings.public_url.rstrip("/")
-        expires = expiry(now, self.settings.tracking_token_days)
-        list_id = f"{intent.journey_id}.{self.sending_domain}"
+    def __post_init__(self) -> None:
+        self.signer = Signer(dict(self.keys.keys), self.keys.current_id)
+        self.base = self.settings.public_url.rstrip("/")
+
+    def compose(
+        self, intent: SendIntent, template: CompiledTemplate, attempt: int, now: datetime, *, sign: bool = True
+    ) -> Prepared:
+        opened = open_intent(self.settings, intent)  # sealed personal data, opened for this message only
+        rendered = template.render(opened.variables)
         unsubscribe_url = None
         if not intent.transactional:
-            list_name = intent.variables.get("list_id") if isinstance(intent.variables.get("list_id"), str) else ""
-            token = unsubscribe_token(
-                self.signer, subscriber_id=intent.subscriber_id, intent_id=intent.intent_id,
-                list_id=list_name or intent.journey_id, expires_at=expires,
+            list_id = intent.variables.get("list_id")
+            token = tokens.sign(
+                "unsubscribe", intent.subscriber_id, key_id=self.keys.current_id, key=self.keys.current, now=now,
+                ttl=UNSUBSCRIBE_TTL, list_id=list_id if isinstance(list_id, str) else "",
             )
-            unsubscribe_url = f"{base}/t/u/{token}"
+            unsubscribe_url = f"{self.base}/u/{token}"
         if self.settings.tracking_enabled:
             tracked = track_html(
-                rendered.html, signer=self.signer, public_url=base, intent_id=intent.intent_id,
-                subscriber_id=intent.subscriber_id, expires_at=expires, skip_prefixes=(f"{base}/t/u/",),
+                rendered.html, signer=self.signer, public_url=self.base, intent_id=intent.intent_id,
+                subscriber_id=intent.subscriber_id, expires_at=expiry(now, self.settings.tracking_token_days),
+                skip_prefixes=(f"{self.base}/u/", f"{self.base}/p/"),
             )
             rendered = type(rendered)(rendered.subject, rendered.preheader, tracked.html, rendered.text)
         message = build_message(
             rendered,
             intent_id=intent.intent_id,
             mail_from=self.settings.mail_from,
-            to=intent.to,
+            to=opened.to,
             sending_domain=self.sending_domain,
             date=now,
             unsubscribe_url=unsubscribe_url,
             unsubscribe_mailto=(self.settings.unsubscribe_mailto or None) if unsubscribe_url else None,
-            list_id=list_id,
+            list_id=f"{intent.journey_id}.{self.sending_domain}",
             feedback_id=f"{intent.step_id}:{intent.journey_id}:{intent.template_id}:tidings",
         )
-        if self.dkim is not None:
+        message = ref_header(self.signer, intent.intent_id, intent.subscriber_id, now) + message
+        if sign and self.dkim is not None:
             message = self.dkim.sign(message, now)
-        return Prepared(intent, message, message_id_for(intent.intent_id, self.sending_domain), attempt)
+        return Prepared(intent, message, message_id_for(intent.intent_id, self.sending_domain), attempt,
+                        recipient=opened.to)
 
 
 @dataclass
@@ -142,10 +163,12 @@ class SenderCore:
         )
         self.config = policy_config(self.settings)
         self.composer = Composer(
-            self.settings, tracking_signer(self.settings), signer_from_settings(self.settings, self.sending_domain),
+            self.settings, load_token_keys(self.settings), signer_from_settings(self.settings, self.sending_domain),
             self.sending_domain,
         )
         self.consent_check = _consent_check()
+        # RSA signing runs in OpenSSL without the GIL: one thread signs while the loop composes and talks SMTP.
+        self._signing_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dkim")
 
     async def deliver(self, batch: list[SendIntent]) -> None:
         now = self.clock()
@@ -159,7 +182,7 @@ class SenderCore:
             key = intent.subscriber_id.encode()
             entry = self.ledger[key].get(intent.intent_id)
             admission = send_ledger.admit(entry, now)
-            bound = log.bind(intent_id=intent.intent_id, subscriber=hashed(intent.subscriber_id))
+            bound = _LazyBound(intent)
             if admission.action in ("duplicate", "not_due"):
                 bound.info("send.duplicate_ignored", state=(entry or {}).get("state"))
                 continue
@@ -187,7 +210,11 @@ class SenderCore:
                 concluded.append(self._skipped(intent, admission.attempt, f"template '{intent.template_id}' is not live"))
                 continue
             try:
-                prepared = self.composer.compose(intent, template, admission.attempt, now)
+                prepared = self.composer.compose(intent, template, admission.attempt, now, sign=False)
+            except PersonalDataErased:
+                bound.info("send.skipped", reason="erased")
+                concluded.append(self._skipped(intent, admission.attempt, "erased"))
+                continue
             except (TemplateRenderError, MessageError, ValueError) as exc:
                 bound.warning("send.skipped", reason=str(exc)[:200])
                 concluded.append(self._skipped(intent, admission.attempt, f"{type(exc).__name__}: {exc}"))
@@ -196,11 +223,15 @@ class SenderCore:
             self.ledger[key] = send_ledger.remember(
                 self.ledger[key], intent.intent_id, send_ledger.sending_entry(entry, admission.attempt, now)
             )
+            if self.composer.dkim is not None:
+                prepared.signing = asyncio.get_running_loop().run_in_executor(
+                    self._signing_thread, self.composer.dkim.sign, prepared.message, now
+                )
             ready.append(prepared)
         if ready:
             # The `sending` marks must be on the broker before any byte goes to the relay.
             await self.flush()
-            outcomes = await asyncio.gather(*(self.send(self.envelope_from, p.intent.to, p.message) for p in ready))
+            outcomes = await asyncio.gather(*(self._send_one(p) for p in ready))
             concluded.extend(self._settle(ready, outcomes))
         await self._conclude(concluded)
 
@@ -216,6 +247,8 @@ class SenderCore:
             sending_domain=self.sending_domain,
             may_send_marketing=self.consent_check if consent_states is not None else None,
         )
+        if isinstance(decision, policy.Send) and "reputation_gate" in self.resources:  # processors/reputation.py
+            decision = self.resources["reputation_gate"](intent, now, self.sending_domain) or decision
         if isinstance(decision, policy.Send):
             policy.take_rate_slot(self.rate_state, intent, now, reputation, sending_domain=self.sending_domain,
                                   config=self.config)
@@ -223,11 +256,23 @@ class SenderCore:
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    def _settle(self, ready: list[Prepared], outcomes: list[SendOutcome]) -> list[Settled]:
+    async def _send_one(self, prepared: Prepared) -> SendOutcome | str:
+        message = prepared.message
+        if prepared.signing is not None:
+            try:
+                message = await prepared.signing
+            except Exception as exc:  # noqa: BLE001 - a message we cannot sign is not sent
+                return f"DKIM signing failed: {type(exc).__name__}: {exc}"
+        return await self.send(self.envelope_from, prepared.recipient or prepared.intent.to, message)
+
+    def _settle(self, ready: list[Prepared], outcomes: list[SendOutcome | str]) -> list[Settled]:
         settled_at = self.clock()
         out: list[Settled] = []
         for prepared, outcome in zip(ready, outcomes):
             intent = prepared.intent
+            if isinstance(outcome, str):
+                out.append(self._skipped(intent, prepared.attempt, outcome))
+                continue
             entry = self.ledger[intent.subscriber_id.encode()][intent.intent_id]
             settled = send_ledger.settle(
                 intent, outcome, entry, settled_at, self.retry_policy, sending_domain=self.sending_domain,
@@ -235,12 +280,16 @@ class SenderCore:
             )
             if settled.retry_at is not None:
                 self._schedule_retry(intent, settled.retry_at)
-            log.info(
+            log.debug(
                 "send.settled", intent_id=intent.intent_id, kind=settled.delivery.kind,
                 code=settled.delivery.smtp_code, attempt=prepared.attempt,
                 recipient_domain=settled.delivery.recipient_domain,
             )
             out.append((intent, settled.entry, settled.delivery))
+        kinds: dict[str, int] = {}
+        for _, _, event in out:
+            kinds[event.kind] = kinds.get(event.kind, 0) + 1
+        log.info("send.chunk_settled", messages=len(out), **kinds)
         return out
 
     async def _conclude(self, settled: list[Settled]) -> None:
@@ -275,6 +324,17 @@ class SenderCore:
         pending = dict(self.retries[key])
         pending[intent.intent_id] = {"due": due.isoformat(), "intent": intent.model_dump(mode="json")}
         self.retries[key] = pending
+
+
+class _LazyBound:
+    """Binds the intent's log context only when something is logged (the happy path logs nothing per message)."""
+
+    def __init__(self, intent: SendIntent) -> None:
+        self.intent = intent
+
+    def __getattr__(self, level: str):  # type: ignore[no-untyped-def]
+        bound = log.bind(intent_id=self.intent.intent_id, subscriber=hashed(self.intent.subscriber_id))
+        return getattr(bound, level)
 
 
 def register(ctx: WorkerContext) -> None:
@@ -314,7 +374,8 @@ def register(ctx: WorkerContext) -> None:
                     batch.append(SendIntent.from_bytes(event.value))
                 except ValueError as exc:
                     await ctx.dead_letter("sender", event, exc)
-            await core.deliver(batch)
+            for start in range(0, len(batch), SEND_CHUNK):
+                await core.deliver(batch[start : start + SEND_CHUNK])
 
     @ctx.app.agent(ctx.topic(Topic.DELIVERY), name="sender-suppression")
     async def suppression_agent(stream):  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from domain.events import (
@@ -22,6 +22,7 @@ from domain.events import (
     SegmentMembershipChanged,
     SendIntent,
 )
+from domain.reputation import ReputationChanged
 
 EMAIL_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+")
 EMAIL_MASK = "<email>"
@@ -137,6 +138,29 @@ def _reputation_row(snapshot: ReputationSnapshot) -> tuple[str, Row]:
         "complained": snapshot.complained,
         "state": snapshot.state,
         "updated_at": snapshot.updated_at,
+        "score": snapshot.score,
+        "hard_bounced": snapshot.hard_bounced,
+        "soft_bounced": snapshot.soft_bounced,
+        "opened": snapshot.opened,
+        "clicked": snapshot.clicked,
+        "unsubscribed": snapshot.unsubscribed,
+        "window_end": _utc(snapshot.window_end),
+        "windows": _json(snapshot.windows),
+        "control": _json(snapshot.control),
+    }
+
+
+def _reputation_change_row(change: ReputationChanged) -> tuple[str, Row]:
+    return "reputation_changes", {
+        "change_id": change.change_id,
+        "sending_domain": change.sending_domain,
+        "provider": change.provider,
+        "traffic": change.traffic,
+        "from_state": change.from_state,
+        "to_state": change.to_state,
+        "reason": mask_emails(change.reason),
+        "score": change.score,
+        "occurred_at": _utc(change.occurred_at),
     }
 
 
@@ -161,6 +185,7 @@ _MAPPERS: tuple[tuple[type, Callable[[Any], tuple[str, Row]]], ...] = (
     (DeliveryEvent, _delivery_row),
     (SegmentMembershipChanged, _segment_change_row),
     (ReputationSnapshot, _reputation_row),
+    (ReputationChanged, _reputation_change_row),
 )
 _KNOWN = ", ".join([contract.__name__ for contract, _ in _MAPPERS] + ["any model with decision_id"])
 
@@ -200,6 +225,13 @@ def _without_email(value: Any) -> tuple[Any, bool]:
         masked = mask_emails(value)
         return masked, masked != value
     return value, False
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Aware UTC; a naive time (these contracts do not normalise every field) is taken as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def _json(value: Any) -> str:

@@ -5,4 +5,8 @@ One line per module: add yours with a one-line edit.
 """
 
 ROUTER_MODULES: list[str] = [
+    "connectors.api.segments",
+    "connectors.api.consent",
+    "connectors.api.dashboard",
+    "connectors.api.feedback",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -11,6 +12,7 @@ import structlog
 from connectors.api.dedupe import RecentIds
 from connectors.api.errors import ApiError
 from connectors.api.metrics import ApiMetrics
+from connectors.crypto import key_ring_for, needs_sealing, seal_envelopes
 from connectors.kafka_producer import ProduceFailed, Record
 from domain.events import EventEnvelope
 from infra.settings import Settings
@@ -36,6 +38,7 @@ class EventWriter:
         self._producer = producer
         self._recent = recent
         self._metrics = metrics
+        self._keys = key_ring_for(settings)
 
     async def write(self, envelopes: list[EventEnvelope]) -> WriteOutcome:
         """Produce every envelope whose id was not acknowledged before; 503 if Kafka did not acknowledge."""
@@ -45,8 +48,18 @@ class EventWriter:
                 fresh[envelope.event_id] = envelope
         duplicates = len(envelopes) - len(fresh)
         event_ids = [envelope.event_id for envelope in envelopes]
+        outgoing = list(fresh.values())
+        if any(needs_sealing(envelope) for envelope in outgoing):
+            # Personal data leaves this process only sealed with the subscriber's key (docs/consent.md).
+            try:
+                outgoing = await asyncio.to_thread(seal_envelopes, self._keys, outgoing)
+            except Exception as exc:  # noqa: BLE001 - the key store's driver errors differ (sqlite3, psycopg)
+                log.error("events.seal_failed", events=len(outgoing), error=type(exc).__name__)
+                raise ApiError(503, "the personal-data key store is unavailable, nothing is confirmed; retry",
+                               reason="key_store_unavailable", events=len(envelopes),
+                               headers={"Retry-After": "1"}, extra={"event_ids": event_ids}) from exc
         records: list[Record] = [
-            (self._topic, envelope.subscriber_id.encode(), envelope.to_bytes()) for envelope in fresh.values()
+            (self._topic, envelope.subscriber_id.encode(), envelope.to_bytes()) for envelope in outgoing
         ]
         if records:
             started = time.perf_counter()

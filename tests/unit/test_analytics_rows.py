@@ -15,6 +15,7 @@ from domain.events import (
     SegmentMembershipChanged,
     SendIntent,
 )
+from domain.reputation import ReputationChanged
 from projections.analytics_rows import mask_emails, row_for, rows_by_table
 
 NOW = datetime(2026, 11, 27, 12, 30, 15, 123000, tzinfo=timezone.utc)
@@ -86,6 +87,27 @@ def snapshot() -> ReputationSnapshot:
     )
 
 
+def scored_snapshot() -> ReputationSnapshot:
+    """What the reputation stage publishes (projections/reputation_counts.snapshot)."""
+    day = {"sent": 600, "accepted": 590, "hard_bounced": 8, "soft_bounced": 2, "complained": 1, "score": 91.5}
+    return ReputationSnapshot(
+        sending_domain="news.tidings.test", provider="gmail", sent=600, accepted=590, bounced=10, deferred=4,
+        complained=1, hard_bounced=8, soft_bounced=2, opened=120, clicked=30, unsubscribed=3, score=91.5,
+        state="warning", window_end=NOW - timedelta(seconds=5), updated_at=NOW,
+        windows={"1h": {"sent": 50, "score": None}, "24h": day},
+        control={"state": "warning", "max_per_minute": 10, "daily_cap": None, "updated_at": NOW.isoformat()},
+    )
+
+
+def reputation_change(**overrides) -> ReputationChanged:
+    fields = dict(
+        change_id="rc1", sending_domain="news.tidings.test", provider="gmail", traffic="marketing",
+        from_state="healthy", to_state="throttled", reason="complaint rate 0.31% >= 0.30% over 1h", score=49.5,
+        occurred_at=NOW,
+    )
+    return ReputationChanged(**(fields | overrides))
+
+
 class JourneyDecision(BaseModel):
     """Shaped like domain/journeys.py's model; row_for must accept it without importing it."""
 
@@ -119,7 +141,8 @@ ALL_PAYLOADS = [
     ("send_intents", intent()),
     ("deliveries", delivery()),
     ("segment_changes", segment_change()),
-    ("reputation_snapshots", snapshot()),
+    ("reputation_snapshots", scored_snapshot()),
+    ("reputation_changes", reputation_change()),
     ("journey_decisions", decision()),
 ]
 
@@ -139,11 +162,11 @@ def test_no_row_carries_an_email_address(table, payload):
 
 def test_every_table_has_a_mapping_and_the_ddl_names_every_column():
     assert {table for table, _ in ALL_PAYLOADS} == set(TABLES)
-    ddl = "\n".join(MIGRATIONS[0].statements)
+    ddl = "\n".join(statement for migration in MIGRATIONS for statement in migration.statements)
     for spec in TABLES.values():
         assert f"tidings.{spec.name}\n" in ddl
         for name, type_ in spec.columns:
-            assert f"`{name}` {type_}," in ddl or f"`{name}` {type_}\n" in ddl
+            assert any(f"`{name}` {type_}{end}" in ddl for end in (",", "\n", " DEFAULT ")), (spec.name, name)
 
 
 def test_event_row_strips_email_from_traits_and_properties_and_flags_it():
@@ -189,6 +212,44 @@ def test_reputation_snapshot_id_is_domain_provider_and_time():
     assert row["snapshot_id"] == f"news.tidings.test|gmail|{NOW.isoformat()}"
     _, later = row_for(snapshot().model_copy(update={"updated_at": NOW + timedelta(seconds=1)}))
     assert later["snapshot_id"] != row["snapshot_id"]
+
+
+def test_reputation_snapshot_row_keeps_score_counters_windows_and_control():
+    _, row = row_for(scored_snapshot())
+    assert row["score"] == 91.5 and row["state"] == "warning"
+    assert [row[name] for name in ("hard_bounced", "soft_bounced", "opened", "clicked", "unsubscribed")] == [8, 2, 120, 30, 3]
+    assert row["window_end"] == NOW - timedelta(seconds=5)
+    assert json.loads(row["windows"])["24h"]["score"] == 91.5 and json.loads(row["windows"])["1h"]["score"] is None
+    assert json.loads(row["control"]) == {"state": "warning", "max_per_minute": 10, "daily_cap": None,
+                                          "updated_at": NOW.isoformat()}
+
+
+def test_a_snapshot_before_any_outcome_has_no_score_no_window_end_and_empty_json():
+    _, row = row_for(snapshot())
+    assert row["score"] is None and row["window_end"] is None
+    assert row["windows"] == "{}" and row["control"] == "{}"
+    assert row["hard_bounced"] == row["unsubscribed"] == 0
+
+
+def test_reputation_times_without_a_zone_are_taken_as_utc():
+    naive = NOW.replace(tzinfo=None)
+    _, row = row_for(scored_snapshot().model_copy(update={"window_end": naive}))
+    assert row["window_end"] == NOW and row["window_end"].tzinfo is timezone.utc
+    _, row = row_for(reputation_change(occurred_at=naive))
+    assert row["occurred_at"] == NOW and row["occurred_at"].tzinfo is timezone.utc
+
+
+def test_reputation_change_row_is_the_transition():
+    table, row = row_for(reputation_change())
+    assert table == "reputation_changes"
+    assert row == {
+        "change_id": "rc1", "sending_domain": "news.tidings.test", "provider": "gmail", "traffic": "marketing",
+        "from_state": "healthy", "to_state": "throttled", "reason": "complaint rate 0.31% >= 0.30% over 1h",
+        "score": 49.5, "occurred_at": NOW,
+    }
+    _, resumed = row_for(reputation_change(change_id="rc2", to_state="healthy", score=None,
+                                           reason="resumed by ops@example.com"))
+    assert resumed["score"] is None and resumed["reason"] == "resumed by <email>"
 
 
 def test_any_object_with_decision_fields_maps_to_journey_decisions():

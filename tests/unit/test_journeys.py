@@ -99,7 +99,7 @@ def test_body_round_trips_through_parse_journey_data() -> None:
 
     body = definition.body()
     assert json.loads(json.dumps(body)) == body
-    assert parse_journey_data(body, known_templates=TEMPLATES, version=2) == definition
+    assert JourneyDefinition.model_validate({**body, "version": 2}) == definition
 
 
 def test_model_dump_json_round_trips_through_model_validate() -> None:
@@ -114,7 +114,8 @@ def test_model_dump_json_round_trips_through_model_validate() -> None:
 @pytest.mark.parametrize("name", ["welcome.yaml", "first-order.yaml"])
 def test_examples_parse(name: str) -> None:
     path = EXAMPLES / "journeys" / name
-    definition = parse_journey(path.read_text(), str(path), known_templates=TEMPLATES)
+    templates = {p.stem for p in (EXAMPLES / "templates").glob("*.yaml")}
+    definition = parse_journey(path.read_text(), str(path), known_templates=templates)
     assert definition.id == path.stem
 
 
@@ -123,7 +124,7 @@ BAD_JOURNEYS = [
     # (case, yaml, line, field, message fragment)
     ("syntax error", "id: j\ntrigger: {event: go}\nsteps:\n  - send: welcome\n - send: welcome\n", 5, "", "invalid YAML"),
     ("not a mapping", "just text\n", 1, "", "must be a mapping"),
-    ("unknown key", "id: j\ntrigger: {event: go}\nexit_when: {event: x}\n" + STEPS_OK, 3, "exit_when", "unknown key 'exit_when'"),
+    ("unknown key", "id: j\ntrigger: {event: go}\nexits_when: {event: x}\n" + STEPS_OK, 3, "exits_when", "unknown key 'exits_when'"),
     ("missing trigger", "id: j\n" + STEPS_OK, 1, "trigger", "needs 'trigger'"),
     ("missing steps", "id: j\ntrigger: {event: go}\n", 1, "steps", "needs 'steps'"),
     ("empty steps", "id: j\ntrigger: {event: go}\nsteps: []\n", 3, "steps", "must not be empty"),
@@ -131,19 +132,20 @@ BAD_JOURNEYS = [
     ("id wrong type", "id: [j]\ntrigger: {event: go}\n" + STEPS_OK, 1, "id", "valid string"),
     ("priority wrong type", "id: j\ntrigger: {event: go}\npriority: high\n" + STEPS_OK, 3, "priority", "valid integer"),
     ("transactional wrong type", "id: j\ntrigger: {event: go}\ntransactional: maybe\n" + STEPS_OK, 3, "transactional", "valid boolean"),
-    ("bad re_entry", "id: j\ntrigger: {event: go}\nre_entry: {after: 7d}\n" + STEPS_OK, 3, "re_entry", "'never' or 'always'"),
+    ("bad re_entry", "id: j\ntrigger: {event: go}\nre_entry: sometimes\n" + STEPS_OK, 3, "re_entry", "'never', 'always' or {after: 7d}"),
+    ("bad re_entry duration", "id: j\ntrigger: {event: go}\nre_entry: {after: soon}\n" + STEPS_OK, 3, "re_entry.after", "expected a duration"),
     ("trigger not a mapping", "id: j\ntrigger: go\n" + STEPS_OK, 2, "trigger", "must be a mapping"),
-    ("trigger unknown key", "id: j\ntrigger:\n  event: go\n  key: properties.cart_id\n" + STEPS_OK, 4, "trigger.key", "unknown key 'key'"),
+    ("trigger unknown key", "id: j\ntrigger:\n  event: go\n  keys: properties.cart_id\n" + STEPS_OK, 4, "trigger.keys", "unknown key 'keys'"),
     ("trigger without event", "id: j\ntrigger: {where: {plan: free}}\n" + STEPS_OK, 2, "trigger.event", "Field required"),
     ("trigger event wrong type", "id: j\ntrigger:\n  event: 7\n" + STEPS_OK, 3, "trigger.event", "valid string"),
     ("trigger where operator", "id: j\ntrigger:\n  event: go\n  where: {plan: {is: free}}\n" + STEPS_OK, 4, "trigger.where.plan.is", "unknown operator 'is'"),
-    ("unknown step", "id: j\ntrigger: {event: go}\nsteps:\n  - send: welcome\n  - wait_for: {event: email.clicked}\n", 5, "steps[1].wait_for", "unknown step 'wait_for'; supported: send"),
+    ("unknown step", "id: j\ntrigger: {event: go}\nsteps:\n  - send: welcome\n  - wait_fr: {event: email.clicked}\n", 5, "steps[1].wait_fr", "unknown step 'wait_fr'; supported: send, wait"),
     ("step without kind", "id: j\ntrigger: {event: go}\nsteps:\n  - id: first\n", 4, "steps[0]", "needs a kind"),
     ("step not a mapping", "id: j\ntrigger: {event: go}\nsteps:\n  - welcome\n", 4, "steps[0]", "must be a mapping"),
     ("unknown template", "id: j\ntrigger: {event: go}\nsteps:\n  - send: welcome\n  - send: welcom\n", 5, "steps[1].send", "unknown template 'welcom'"),
     ("send wrong type", "id: j\ntrigger: {event: go}\nsteps:\n  - send: [welcome]\n", 4, "steps[0].send", "valid string"),
     ("send extra key", "id: j\ntrigger: {event: go}\nsteps:\n  - send: welcome\n    delay: 1h\n", 5, "steps[0].delay", "unknown key 'delay'"),
-    ("duplicate step id", "id: j\ntrigger: {event: go}\nsteps:\n  - send: welcome\n  - id: s1\n    send: welcome\n", 5, "steps[1].id", "already used by step 1"),
+    ("duplicate step id", "id: j\ntrigger: {event: go}\nsteps:\n  - send: welcome\n  - id: s1\n    send: welcome\n", 5, "steps[1].id", "already used by step steps[0] (line 4)"),
     ("step id wrong type", "id: j\ntrigger: {event: go}\nsteps:\n  - id: 3\n    send: welcome\n", 4, "steps[0].id", "valid string"),
 ]
 
@@ -192,13 +194,13 @@ def test_trigger_enrolls_and_sends_every_step() -> None:
     )
     assert outcome.intents[1].step_id == "tips"
     assert [(d.kind, d.step_id, d.reason) for d in outcome.decisions] == [
-        ("entered", "", ""),
-        ("sent", "s1", ""),
-        ("sent", "tips", ""),
+        ("entered", "", "trigger:user.signed_up"),
+        ("sent", "s1", "template:welcome"),
+        ("sent", "tips", "template:getting-started"),
         ("exited", "", "completed"),
     ]
-    enrollment = outcome.state["enrollments"]["welcome"]
-    assert enrollment == {"version": 1, "entered_at": T0.isoformat(), "entries": 1, "entry_key": "sub-1"}
+    assert outcome.state["active"] == {}  # done, and no goal window to keep it for
+    assert outcome.state["history"]["welcome"] == {"entries": 1, "keys": {"sub-1": [1, NOW.isoformat()]}}
     assert json.loads(json.dumps(outcome.state)) == outcome.state
 
 
@@ -208,7 +210,7 @@ def test_where_filter_must_match() -> None:
     outcome = apply_event([welcome], {}, signup(plan="pro"), NOW)
 
     assert outcome.intents == [] and outcome.decisions == []
-    assert outcome.state["enrollments"] == {}
+    assert outcome.state["active"] == {} and "welcome" not in outcome.state["history"]
     assert outcome.state["traits"]["email"] == "ada@example.test"
 
 
@@ -227,7 +229,7 @@ def test_no_email_skips_the_send_with_a_reason() -> None:
     skipped = [d for d in outcome.decisions if d.kind == "skipped"]
     assert len(skipped) == 1
     assert (skipped[0].reason, skipped[0].step_id, skipped[0].journey_id) == ("no_email", "s1", "welcome")
-    assert skipped[0].event_id == "e1" and skipped[0].occurred_at == T0
+    assert skipped[0].event_id == "e1" and skipped[0].occurred_at == NOW
 
 
 def test_email_from_an_earlier_identify_is_used() -> None:
@@ -254,8 +256,9 @@ def test_re_entry_never_enrolls_once() -> None:
     second = apply_event([never], first.state, event("go", "e2"), NOW)
 
     assert len(first.intents) == 1
-    assert second.intents == [] and second.decisions == []
-    assert second.state["enrollments"]["j"]["entries"] == 1
+    assert second.intents == []
+    assert [(d.kind, d.reason, d.event_id) for d in second.decisions] == [("skipped", "re_entry_never", "e2")]
+    assert second.state["history"]["j"]["entries"] == 1
 
 
 def test_re_entry_always_enrolls_again_with_new_intent_ids() -> None:
@@ -265,10 +268,9 @@ def test_re_entry_always_enrolls_again_with_new_intent_ids() -> None:
     second = apply_event([always], first.state, event("go", "e2"), NOW)
 
     assert len(second.intents) == 1
-    assert second.intents[0].intent_id == stable_id("j", "1", "s1", "sub-1", "e2")
+    assert second.intents[0].intent_id == stable_id("j", "1", "s1", "sub-1", "sub-1#2")
     assert second.intents[0].intent_id != first.intents[0].intent_id
-    assert second.state["enrollments"]["j"]["entries"] == 2
-    assert second.state["enrollments"]["j"]["entry_key"] == "e2"
+    assert second.state["history"]["j"]["entries"] == 2
 
 
 def test_replay_from_scratch_gives_the_same_ids() -> None:
@@ -309,7 +311,7 @@ def test_enrollment_pins_the_version() -> None:
 
     outcome = apply_event([v3], {}, event("go", "e1", traits={"email": "a@example.test"}), NOW)
 
-    assert outcome.state["enrollments"]["j"]["version"] == 3
+    assert {d.journey_version for d in outcome.decisions} == {3}
     assert outcome.intents[0].journey_version == 3
     assert outcome.intents[0].intent_id == stable_id("j", "3", "s1", "sub-1", "sub-1")
 

@@ -1,0 +1,1 @@
+"""Feedback in: bounce (DSN) and complaint (ARF) parsers, ESP webhooks, the bounce mailbox reader."""
