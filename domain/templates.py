@@ -17,7 +17,6 @@ Any breach is a `TemplateRenderError` naming the template, the part, the line an
 
 from __future__ import annotations
 
-import html
 import re
 import string
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +32,7 @@ from jinja2.utils import Namespace
 from jinja2.visitor import NodeTransformer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from domain.text_part import TEXT_VALUE_FILTER, check_text_value, derive_text_template, finish_text, html_to_text
 from domain.yaml_source import DefinitionError, load_yaml
 
 MAX_PART_CHARS = 1024 * 1024  # one rendered part (subject, html, text)
@@ -108,12 +108,13 @@ def parse_template(text: str, filename: str, version: int = 1) -> TemplateDefini
 
 
 class _Budget:
-    __slots__ = ("steps", "produced", "depth")
+    __slots__ = ("steps", "produced", "depth", "text_exact")
 
     def __init__(self) -> None:
         self.steps = 0
         self.produced = 0
         self.depth = 0
+        self.text_exact = True  # cleared when a derived text part must be remade from the html
 
     def step(self, n: int = 1) -> None:
         self.steps += n
@@ -322,12 +323,26 @@ class _Instrument(NodeTransformer):
         return nodes.Call(nodes.EnvironmentAttribute("tidings_concat"), [node], [], None, None, lineno=node.lineno)
 
 
+def _text_value(value: Any, empty_ok: int) -> str:
+    """Values in a derived text part: as the html shows them; flags any whose whitespace would collapse."""
+    text, exact = check_text_value(value, empty_ok)
+    if not exact:
+        budget = _budget.get()
+        if budget is not None:
+            budget.text_exact = False
+    return text
+
+
 _HTML_ENV = _GuardedEnvironment(autoescape=True)
 _TEXT_ENV = _GuardedEnvironment(autoescape=False)
+# Text parts derived from the html (domain/text_part.py): the text environment plus the value check.
+_DERIVED_TEXT_ENV = _GuardedEnvironment(autoescape=False)
+_DERIVED_TEXT_ENV.filters[TEXT_VALUE_FILTER] = _text_value
+_CONSTRUCT_START = ("{{", "{%", "{#")
 
 
-def _compile_part(source: str, *, autoescape: bool) -> Any:
-    env = _HTML_ENV if autoescape else _TEXT_ENV
+def _compile_part(source: str, *, autoescape: bool, env: Any = None) -> Any:
+    env = env or (_HTML_ENV if autoescape else _TEXT_ENV)
     tree = env.parse(source)
     _Instrument().visit(tree)
     return env.from_string(tree)
@@ -347,6 +362,21 @@ class CompiledTemplate:
             for part in TEMPLATE_PARTS
             if getattr(defn, part) is not None
         }
+        # Parts without any Jinja construct render the same for everyone: once, here.
+        self._constant: dict[str, str] = {}
+        for part in self._parts:
+            if not any(start in getattr(defn, part) for start in _CONSTRUCT_START):
+                token = _budget.set(_Budget())
+                try:
+                    self._constant[part] = self._render_part(part, {})
+                finally:
+                    _budget.reset(token)
+        # No text part: the html template converted once into a text template (None when it cannot be).
+        self._derived_text = None
+        if defn.text is None:
+            derived = derive_text_template(defn.html, _HTML_ENV)
+            if derived is not None:
+                self._derived_text = _compile_part(derived, autoescape=False, env=_DERIVED_TEXT_ENV)
 
     def render(self, variables: dict[str, Any]) -> RenderedEmail:
         token = _budget.set(_Budget())
@@ -354,14 +384,37 @@ class CompiledTemplate:
             subject = _one_line(self._render_part("subject", variables))
             preheader = _one_line(self._render_part("preheader", variables))
             html = self._render_part("html", variables)
-            text = self._render_part("text", variables) if "text" in self._parts else html_to_text(html)
+            text = self._render_part("text", variables) if "text" in self._parts else self._text_from_html(html, variables)
         finally:
             _budget.reset(token)
         if len(subject) > MAX_SUBJECT_CHARS:
             raise TemplateRenderError(f"template {self.id} v{self.version} subject: {len(subject)} characters, more than {MAX_SUBJECT_CHARS}")
         return RenderedEmail(subject=subject, preheader=preheader, html=html, text=text)
 
+    def _text_from_html(self, html: str, variables: dict[str, Any]) -> str:
+        """The derived text template when its output is exact for these values, else html_to_text."""
+        if self._derived_text is None:
+            return html_to_text(html)
+        token = _budget.set(_Budget())  # the html's render already paid for this work
+        try:
+            chunks: list[str] = []
+            size = 0
+            for chunk in self._derived_text.generate(variables):
+                size += len(chunk)
+                if size > MAX_PART_CHARS:
+                    return html_to_text(html)
+                chunks.append(chunk)
+            exact = _budget.get().text_exact  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - the html rendered, so the text it gives is the answer
+            return html_to_text(html)
+        finally:
+            _budget.reset(token)
+        return finish_text("".join(chunks)) if exact else html_to_text(html)
+
     def _render_part(self, part: str, variables: dict[str, Any]) -> str:
+        constant = self._constant.get(part)
+        if constant is not None:
+            return constant
         chunks: list[str] = []
         size = 0
         try:
@@ -411,74 +464,6 @@ _LINE_BREAKS = re.compile(r"[\r\n\x00\t\v\f\u2028\u2029\x85]+")
 def _one_line(value: str) -> str:
     """Header-bound parts are single lines: breaks become spaces (never header injection)."""
     return " ".join(_LINE_BREAKS.sub(" ", value).split())
-
-
-# -- html to text -----------------------------------------------------------------------------
-# A hand-rolled scanner (str.split / str.partition) rather than html.parser or a tag regex: it
-# is an order of magnitude faster, and it runs once per recipient when a template has no text.
-
-_INVISIBLE = re.compile(r"<(script|style|head|title)\b.*?</\1\s*>|<!--.*?-->|<!\[CDATA\[.*?\]\]>", re.S | re.I)
-_INVISIBLE_HINTS = ("<!", "<s", "<S", "<h", "<H", "<t", "<T")
-_ATTR = {name: re.compile(rf"\b{name}\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+))", re.I) for name in ("href", "alt")}
-_BLOCK_TAGS = frozenset(
-    "p div br h1 h2 h3 h4 h5 h6 ul ol li tr table hr blockquote section article header footer pre".split()
-)
-
-
-def _attr(attrs: str, name: str) -> str | None:
-    match = _ATTR[name].search(attrs)
-    if match is None:
-        return None
-    return html.unescape(next(g for g in match.groups() if g is not None))
-
-
-def _collapse(text: str) -> str:
-    """Whitespace runs become one space, keeping a space at either edge."""
-    words = text.split()
-    if not words:
-        return " " if text else ""
-    inner = " ".join(words)
-    lead = " " if text[0].isspace() else ""
-    tail = " " if text[-1].isspace() else ""
-    return html.unescape(lead + inner + tail)
-
-
-def html_to_text(markup: str) -> str:
-    """A plain-text alternative: tags stripped, link targets kept, whitespace collapsed."""
-    if any(hint in markup for hint in _INVISIBLE_HINTS):
-        markup = _INVISIBLE.sub("", markup)
-    pieces = markup.split("<")
-    out: list[str] = [_collapse(pieces[0])]
-    links: list[tuple[str | None, int]] = []
-    for piece in pieces[1:]:
-        inside, closed, after = piece.partition(">")
-        if not closed or not inside or not (inside[0].isalpha() or inside[0] == "/"):
-            out.append(_collapse("<" + piece))  # a bare "<" in text, not a tag
-            continue
-        closing = inside[0] == "/"
-        name_and_attrs = inside[1:] if closing else inside
-        tag = name_and_attrs.split(None, 1)[0].rstrip("/").lower() if name_and_attrs.strip() else ""
-        if tag == "li":
-            if not closing:
-                out.append("\n- ")
-        elif tag in _BLOCK_TAGS:
-            out.append("\n")
-        elif tag == "a":
-            if not closing:
-                links.append((_attr(inside, "href"), len(out)))
-            elif links:
-                href, start = links.pop()
-                label = " ".join("".join(out[start:]).split())
-                if href and not href.startswith("#") and href != label:
-                    out.append(f" ({href})" if label else href)
-        elif tag == "img" and not closing:
-            out.append(_attr(inside, "alt") or "")
-        out.append(_collapse(after))
-    lines = [line.strip() for line in "".join(out).split("\n")]
-    text = "\n".join(lines)
-    while "\n\n\n" in text:
-        text = text.replace("\n\n\n", "\n\n")
-    return text.strip() + "\n"
 
 
 __all__ = [

@@ -55,7 +55,11 @@ class Signer:
         if purpose not in PURPOSES:
             raise ValueError(f"purpose {purpose!r}: must be one of {', '.join(PURPOSES)}")
         payload = {"p": purpose, "exp": int(expires_at.timestamp()), **claims}
-        body = _b64(json.dumps(payload, separators=(",", ":")).encode())
+        return self._sign_json(json.dumps(payload, separators=(",", ":")))
+
+    def _sign_json(self, payload: str) -> str:
+        """Signs compact JSON that already holds `p` and `exp` (track_html assembles it from cached pieces)."""
+        body = _b64(payload.encode())
         head = f"{TOKEN_VERSION}.{self.key_id}.{body}"
         return f"{head}.{_b64(self._mac(self.keys[self.key_id], head))}"
 
@@ -111,6 +115,12 @@ def link_id(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:12]
 
 
+@lru_cache(maxsize=4096)
+def _link_claims(url: str) -> str:
+    """The end of a click payload, `,"l":…,"u":…}`: the same for every recipient of a link."""
+    return f',"l":{json.dumps(link_id(url))},"u":{json.dumps(url)}}}'
+
+
 @dataclass(frozen=True)
 class Tracked:
     html: str
@@ -134,6 +144,9 @@ def track_html(
     """
     base = public_url.rstrip("/")
     links: dict[str, str] = {}
+    # Every token of this message starts with the same claims; its JSON is made once, not per link.
+    # The result is byte for byte what Signer.sign makes from {"p", "exp", "i", "s", "l", "u"}.
+    recipient = json.dumps({"exp": int(expires_at.timestamp()), "i": intent_id, "s": subscriber_id}, separators=(",", ":"))[1:-1]
 
     def rewrite(match: re.Match[str]) -> str:
         prefix, quote, raw = match.groups()
@@ -145,13 +158,12 @@ def track_html(
             or any(url.startswith(p) for p in skip_prefixes)
         ):
             return match.group(0)
-        lid = link_id(url)
-        links[lid] = url
-        token = signer.sign("click", {"i": intent_id, "s": subscriber_id, "l": lid, "u": url}, expires_at)
+        links[link_id(url)] = url
+        token = signer._sign_json('{"p":"click",' + recipient + _link_claims(url))
         return f"{prefix}{quote}{base}/t/c/{token}{quote}"
 
     rewritten = _HREF.sub(rewrite, body)
-    pixel_token = signer.sign("open", {"i": intent_id, "s": subscriber_id}, expires_at)
+    pixel_token = signer._sign_json('{"p":"open",' + recipient + "}")
     pixel = f'<img src="{base}/t/o/{pixel_token}.gif" width="1" height="1" alt="" style="display:block;border:0">'
     match = None
     for match in _BODY_END.finditer(rewritten):

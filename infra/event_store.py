@@ -8,6 +8,9 @@ schema (`TIDINGS_POSTGRES_*`), tables prefixed by application name.
 
 from __future__ import annotations
 
+import random
+import time
+
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from eventsourcing.application import Application
+from eventsourcing.persistence import InternalError as PersistenceInternalError
 
 from domain.definitions_store import DefinitionsApplication
 from domain.sending_identities import SendingIdentitiesApplication
@@ -133,8 +137,24 @@ class EventStore:
             app.close()
 
 
-def open_event_store(settings: Settings) -> EventStore:
-    """Build every application on the configured database. Close it when done."""
+def open_event_store(settings: Settings, attempts: int = 5) -> EventStore:
+    """Build every application on the configured database. Close it when done.
+
+    Each application runs `CREATE TABLE IF NOT EXISTS` when it starts; PostgreSQL can refuse two
+    processes doing that at the same moment ("tuple concurrently updated") even when the tables
+    exist, so a refused start is retried after a short random pause.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return _open_event_store(settings)
+        except PersistenceInternalError as exc:
+            if "concurrently" not in str(exc) or attempt == attempts:
+                raise
+            time.sleep(random.uniform(0.05, 0.3) * attempt)
+    raise AssertionError("unreachable")
+
+
+def _open_event_store(settings: Settings) -> EventStore:
     from connectors.crypto import SubscriberKeyCipher
 
     databases: dict[str, Database] = {}

@@ -13,6 +13,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(message)s")
+    # aiosmtpd logs every SMTP command, recipient addresses included, at INFO: personal data stays out of logs.
+    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

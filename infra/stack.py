@@ -60,6 +60,12 @@ class Service:
             return None
 
     def start(self, env: dict[str, str] | None = None) -> subprocess.Popen:
+        if env is not None:
+            # A worker started with another prefix or id (a new consumer group) answers with its own app id.
+            self.expected_app_id = (
+                f"{env.get('TIDINGS_TOPIC_PREFIX', self.settings.topic_prefix)}."
+                f"{env.get('TIDINGS_WORKER_ID', self.settings.worker_id)}"
+            )
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as out:
@@ -97,7 +103,8 @@ class Service:
             # Another stack's worker on the same port must not pass for ours.
             from processors.app import app_id
 
-            return response.status_code == 200 and response.json().get("app_id") == app_id(self.settings)
+            expected = getattr(self, "expected_app_id", None) or app_id(self.settings)
+            return response.status_code == 200 and response.json().get("app_id") == expected
         return response.status_code == 200
 
     def wait_ready(self, timeout: float = 90.0) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +23,7 @@ from typing import Any
 import structlog
 
 from connectors.crypto import PersonalDataErased, open_intent
-from connectors.dkim import DkimSigner, signer_from_settings
+from connectors.dkim import DkimSigner, DkimSigningProcess, signer_from_settings
 from connectors.feedback.report import ref_header
 from connectors.smtp import SmtpPool
 from domain import policy, send_ledger, tokens
@@ -47,6 +46,9 @@ BATCH_WITHIN_SECONDS = 0.05
 # Intents marked `sending` together and then sent: a crash makes the unsettled ones of a chunk
 # ambiguous, so the chunk bounds that loss; each chunk costs one flush and one durable emit.
 SEND_CHUNK = 64
+# Messages whose RSA signatures go to the signing process in one round trip: small enough that the
+# child starts signing while the rest of the chunk is still being composed.
+DKIM_BATCH = 8
 UNSUBSCRIBE_TTL = timedelta(days=60)  # as the consent area's own links
 
 Settled = tuple[SendIntent, dict | None, DeliveryEvent]
@@ -59,7 +61,7 @@ class Prepared:
     message: bytes
     message_id: str
     attempt: int
-    signing: asyncio.Future | None = None  # the DKIM-signed message, being made on the signing thread
+    signing: asyncio.Future | None = None  # the DKIM-signed message, being made by the signing process
     recipient: str = ""  # the opened address for the SMTP envelope; `intent` stays sealed (retries store it)
 
 
@@ -167,12 +169,14 @@ class SenderCore:
             self.sending_domain,
         )
         self.consent_check = _consent_check()
-        # RSA signing runs in OpenSSL without the GIL: one thread signs while the loop composes and talks SMTP.
-        self._signing_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dkim")
+        # RSA signing holds the GIL in `cryptography`, so it runs in a child process: the child signs
+        # on the second core while the loop composes and talks SMTP.
+        self.signing = DkimSigningProcess(self.composer.dkim) if self.composer.dkim is not None else None
 
     async def deliver(self, batch: list[SendIntent]) -> None:
         now = self.clock()
         ready: list[Prepared] = []
+        to_sign: list[Prepared] = []
         concluded: list[Settled] = []
         in_batch: set[str] = set()
         for intent in batch:
@@ -223,17 +227,30 @@ class SenderCore:
             self.ledger[key] = send_ledger.remember(
                 self.ledger[key], intent.intent_id, send_ledger.sending_entry(entry, admission.attempt, now)
             )
-            if self.composer.dkim is not None:
-                prepared.signing = asyncio.get_running_loop().run_in_executor(
-                    self._signing_thread, self.composer.dkim.sign, prepared.message, now
-                )
             ready.append(prepared)
+            if self.signing is not None:
+                to_sign.append(prepared)
+                if len(to_sign) == DKIM_BATCH:
+                    self._sign(to_sign, now)
+                    to_sign = []
+        if to_sign:
+            self._sign(to_sign, now)
         if ready:
             # The `sending` marks must be on the broker before any byte goes to the relay.
             await self.flush()
             outcomes = await asyncio.gather(*(self._send_one(p) for p in ready))
             concluded.extend(self._settle(ready, outcomes))
         await self._conclude(concluded)
+
+    def _sign(self, prepared: list[Prepared], now: datetime) -> None:
+        assert self.signing is not None
+        for item, signing in zip(prepared, self.signing.submit([p.message for p in prepared], now)):
+            item.signing = signing
+
+    def close(self) -> None:
+        """Stops the signing process (if any)."""
+        if self.signing is not None:
+            self.signing.close()
 
     # -- gate -------------------------------------------------------------------------------
 
@@ -406,6 +423,7 @@ def register(ctx: WorkerContext) -> None:
             retries[key] = {i: p for i, p in pending.items() if i not in due}
 
     async def close_pool() -> None:
+        core.close()
         if "pool" in pool_holder:
             await pool_holder.pop("pool").close()
 

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 from connectors.kafka_admin import admin_client
 from connectors.mailsink import list_messages
 from domain.events import DeliveryEvent, SendIntent
-from infra.stack import settings_env
+from infra.stack import Service
 from infra.topics import Topic
 from tests.e2e.sender_support import produce_intents
 from tests.integration.event_store_support import dump_event_store
@@ -175,7 +175,9 @@ def test_after_erasure_the_address_is_nowhere_and_replays_send_nothing(running_s
 
     # 2. A fresh consumer group: every topic replayed from offset 0, every table rebuilt from nothing.
     worker.stop(sig=signal.SIGTERM)
-    worker.start(settings_env(settings, {"TIDINGS_LOG_FORMAT": "json", "TIDINGS_WORKER_ID": f"replay-{tag}"}))
+    # Same pid and log files, so the fixture's teardown stops it; its own app id, so `ready` knows it.
+    worker = Service("worker", settings.model_copy(update={"worker_id": f"replay-{tag}"}))
+    worker.start()
     worker.wait_ready()
     wait_until(lambda: len(deliveries_of(settings, restarted.intent_id)) >= 2, 120,
                "the replaying worker to reach the intents sent after the erasure")

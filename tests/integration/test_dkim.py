@@ -110,3 +110,54 @@ def test_the_senders_composed_message_verifies(key, settings, tmp_path: Path) ->
                         signer, DOMAIN).compose(intent, template, 1, NOW)
     assert prepared.message.startswith(b"DKIM-Signature:")
     assert dkim.verify(prepared.message, dnsfunc=dns_for(key))
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def update(self, data: bytes) -> None:
+        self.parts.append(data)
+
+
+@pytest.mark.parametrize("extra", [b"", b"X-Extra:  a \r\n\tb\r\nFrom: eve@evil.test\r\nsubject:\tsecond\r\n"])
+def test_signing_input_is_what_dkimpy_hashes(key, extra: bytes) -> None:  # type: ignore[no-untyped-def]
+    """Our header selection and canonicalization give dkimpy's bytes, also for folded and repeated headers."""
+    from dkim import hash_headers
+    from dkim.canonicalization import CanonicalizationPolicy
+
+    from connectors.dkim import _FIELD_START
+
+    signer = DkimSigner(domain=DOMAIN, selector="s1", private_key_pem=pem(key))
+    msg = extra + message()
+    tags, data = signer.signing_input(msg, NOW)
+    policy = CanonicalizationPolicy.from_c_value(b"relaxed/simple")
+    raw = [tuple(f.split(b":", 1)) for f in _FIELD_START.split(msg.partition(b"\r\n\r\n")[0])]
+    collected = _Collect()
+    hash_headers(collected, policy, policy.canonicalize_headers([(n, v + b"\r\n") for n, v in raw]),
+                 signer._include, (b"DKIM-Signature", b" " + tags), None)
+    assert b"".join(collected.parts) == data
+
+
+async def test_the_signing_process_signs_batches_and_survives_its_child_dying(key) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import os
+    import signal
+
+    from connectors.dkim import DkimSigningProcess
+
+    process = DkimSigningProcess(DkimSigner(domain=DOMAIN, selector="s1", private_key_pem=pem(key)))
+    try:
+        signed = await asyncio.gather(*process.submit([message(), message(), b"no blank line"], NOW),
+                                      return_exceptions=True)
+        assert all(dkim.verify(m, dnsfunc=dns_for(key)) for m in signed[:2])
+        assert isinstance(signed[2], DkimError)
+        assert process._pool is not None
+        for pid in list(process._pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        lost = await asyncio.gather(*process.submit([message()], NOW), return_exceptions=True)
+        assert isinstance(lost[0], DkimError)  # not sent unsigned: the caller skips it
+        again = await asyncio.gather(*process.submit([message()], NOW))
+        assert dkim.verify(again[0], dnsfunc=dns_for(key))
+    finally:
+        process.close()
