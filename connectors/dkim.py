@@ -22,7 +22,10 @@ import asyncio
 import base64
 import hashlib
 import multiprocessing
+import os
 import re
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
@@ -140,9 +143,17 @@ def _simple_body(body: bytes) -> bytes:
 _child_key: rsa.RSAPrivateKey | None = None
 
 
-def _load_child_key(pem: bytes) -> None:
+def _load_child_key(pem: bytes, parent: int) -> None:
     global _child_key
     _child_key = serialization.load_pem_private_key(pem, password=None)  # type: ignore[assignment]
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="dkim-parent-watch").start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A SIGKILLed worker closes no pipes the child waits on (the child holds both ends), so it looks."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _sign_in_child(blobs: list[bytes]) -> list[bytes]:
@@ -167,7 +178,7 @@ class DkimSigningProcess:
             # spawn, not fork: the worker process has threads (Kafka clients) that fork would copy mid-state.
             self._pool = ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_load_child_key, initargs=(self.signer._pem,),
+                initializer=_load_child_key, initargs=(self.signer._pem, os.getpid()),
             )
         return self._pool
 

@@ -162,6 +162,7 @@ def _encoded_words(value: str) -> str:
     return (CRLF + " ").join(f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words)
 
 
+@lru_cache(maxsize=16)  # a chunk of messages shares one `now`
 def _format_date(date: datetime) -> str:
     if date.tzinfo is None:
         date = date.replace(tzinfo=timezone.utc)

@@ -161,3 +161,39 @@ async def test_the_signing_process_signs_batches_and_survives_its_child_dying(ke
         assert dkim.verify(again[0], dnsfunc=dns_for(key))
     finally:
         process.close()
+
+
+def test_the_signing_child_exits_when_its_worker_is_killed(tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "key.pem").write_bytes(pem(key))
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import asyncio, os, signal\n"
+        "from datetime import datetime, timezone\n"
+        "from connectors.dkim import DkimSigner, DkimSigningProcess\n"
+        "async def main():\n"
+        f"    signer = DkimSigner.from_file({str(tmp_path / 'key.pem')!r}, domain='x.test', selector='s')\n"
+        "    process = DkimSigningProcess(signer)\n"
+        "    await asyncio.gather(*process.submit([b'From: a@x.test\\r\\n\\r\\nbody\\r\\n'], datetime.now(timezone.utc)))\n"
+        "    print(*process._pool._processes, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n"
+    )
+    worker = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[2])
+    child = int(worker.stdout.readline())  # type: ignore[union-attr]
+    worker.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, 9)
+    raise AssertionError("the signing child outlived its killed worker")
