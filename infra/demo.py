@@ -225,8 +225,8 @@ def _print_summary(
             table.add_row(*(str(v) for v in row))
         console.print(table)
     console.print(
-        f"{accepted} events accepted, {expectation.expected_messages} emails expected and delivered "
-        f"({len(expectation.signed_up)} welcome, {len(expectation.buyers)} first-order) in {seconds:.1f}s"
+        f"{accepted} events accepted; {expectation.expected_messages} emails expected and delivered, "
+        f"each exactly once (per journey and template above), in {seconds:.1f}s"
     )
     console.rule("where to look next")
     console.print(f"emails captured by the SMTP sink: {settings.mailsink_dir}  (`tidings mailsink --list`)")
