@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from domain.events import DefinitionPublished
+from connectors.kafka_admin import whole_topic_reader
 from infra.settings import Settings
 from infra.topics import Topic
 
@@ -22,19 +22,7 @@ log = structlog.get_logger(__name__)
 
 
 def _consumer(settings: Settings) -> tuple[Consumer, list[TopicPartition]]:
-    name = Topic.DEFINITIONS.name(settings)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"{settings.topic_prefix}.definitions-reader.{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-    assignment = [TopicPartition(name, p, 0) for p in partitions]
-    consumer.assign(assignment)
-    return consumer, assignment
+    return whole_topic_reader(settings, Topic.DEFINITIONS, "definitions-reader")
 
 
 class DefinitionsFollower:

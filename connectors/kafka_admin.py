@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import structlog
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from infra.settings import Settings
@@ -75,3 +76,21 @@ def delete_topics_with_prefix(settings: Settings, prefix: str, timeout: float = 
     names = [n for n in admin_client(settings).list_topics(timeout=timeout).topics if n.startswith(prefix)]
     delete_topics(settings, names, timeout)
     return names
+
+
+def whole_topic_reader(settings: Settings, topic: Topic, purpose: str) -> tuple[Consumer, list[TopicPartition]]:
+    """A consumer assigned every partition of `topic` from the start, outside any consumer group's
+    assignment: for compacted state every process needs whole (definitions, reputation controls)."""
+    name = topic.name(settings)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"{settings.topic_prefix}.{purpose}.{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+    assignment = [TopicPartition(name, p, 0) for p in partitions]
+    consumer.assign(assignment)
+    return consumer, assignment

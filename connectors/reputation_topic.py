@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import MutableMapping
 
 import structlog
@@ -17,6 +16,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from domain.events import ReputationSnapshot
 from domain.reputation import ReputationCommand
+from connectors.kafka_admin import whole_topic_reader
 from infra.settings import Settings
 from infra.topics import Topic
 
@@ -26,17 +26,7 @@ ControlKey = tuple[str, str]
 
 
 def _consumer(settings: Settings) -> tuple[Consumer, list[TopicPartition]]:
-    name = Topic.REPUTATION.name(settings)
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"{settings.topic_prefix}.reputation-reader.{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-    })
-    partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-    assignment = [TopicPartition(name, p, 0) for p in partitions]
-    consumer.assign(assignment)
-    return consumer, assignment
+    return whole_topic_reader(settings, Topic.REPUTATION, "reputation-reader")
 
 
 class ReputationFollower:
