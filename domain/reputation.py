@@ -13,7 +13,7 @@ bucket, so the same counts can be recomputed from ClickHouse with the same bucke
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Mapping
 
