@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from tempfile import mkdtemp
 
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+
+from domain.events import EventEnvelope
 from infra.settings import Settings
+from infra.topics import Topic
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -63,3 +69,38 @@ class Report:
     def save(self, figures: dict) -> None:  # type: ignore[type-arg]
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"{self.name}.json").write_text(json.dumps(figures, indent=2, default=str))
+
+
+def raw_consume(settings: Settings, expected: int) -> float:
+    """The baseline: a plain confluent-kafka loop reading and decoding `expected` events, events/s."""
+    name = Topic.EVENTS.name(settings)
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{settings.topic_prefix}.raw",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(name, p, 0) for p in range(Topic.EVENTS.partitions(settings))])
+    seen = 0
+    started = time.perf_counter()
+    while seen < expected:
+        for message in consumer.consume(5000, 1.0):
+            if not message.error():
+                EventEnvelope.from_bytes(message.value())
+                seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return expected / elapsed
+
+
+def committed_behind(settings: Settings) -> int:
+    """How many events the worker's consumer group has not committed yet."""
+    from processors.app import app_id
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": app_id(settings)})
+    try:
+        name = Topic.EVENTS.name(settings)
+        parts = [TopicPartition(name, p) for p in range(Topic.EVENTS.partitions(settings))]
+        behind = 0
+        for committed in consumer.committed(parts, timeout=10):
+            high = consumer.get_watermark_offsets(TopicPartition(name, committed.partition), timeout=10)[1]
+            behind += high - max(committed.offset, 0)
+        return behind
+    finally:
+        consumer.close()

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
-from bench._support import Report, bench_settings, median
+from bench._support import Report, bench_settings, committed_behind, median, raw_consume
 from connectors.kafka_admin import delete_topics_with_prefix, ensure_topics
 from connectors.kafka_producer import KafkaProducer
 from domain.events import EventEnvelope
@@ -32,7 +32,6 @@ from infra.publish import apply_paths
 from infra.settings import Settings
 from infra.stack import settings_env
 from infra.topics import Topic
-from processors.app import app_id
 
 SUBSCRIBERS = int(os.environ.get("BENCH_JOURNEY_SUBSCRIBERS", "4000"))
 RUNS = int(os.environ.get("BENCH_JOURNEY_RUNS", "2"))
@@ -49,37 +48,6 @@ def produce(settings: Settings) -> int:
     finally:
         producer.close()
     return len(events)
-
-
-def raw_consume(settings: Settings, expected: int) -> float:
-    name = Topic.EVENTS.name(settings)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{settings.topic_prefix}.raw",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(name, p, 0) for p in range(Topic.EVENTS.partitions(settings))])
-    seen = 0
-    started = time.perf_counter()
-    while seen < expected:
-        for message in consumer.consume(5000, 1.0):
-            if not message.error():
-                EventEnvelope.from_bytes(message.value())
-                seen += 1
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return expected / elapsed
-
-
-def committed_behind(settings: Settings) -> int:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": app_id(settings)})
-    try:
-        name = Topic.EVENTS.name(settings)
-        parts = [TopicPartition(name, p) for p in range(Topic.EVENTS.partitions(settings))]
-        behind = 0
-        for committed in consumer.committed(parts, timeout=10):
-            high = consumer.get_watermark_offsets(TopicPartition(name, committed.partition), timeout=10)[1]
-            behind += high - max(committed.offset, 0)
-        return behind
-    finally:
-        consumer.close()
 
 
 def stages_run(settings: Settings, expected: int) -> float:

@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench._support import Report, bench_settings, median, percentile
+from bench._support import Report, bench_settings, committed_behind, median, percentile, raw_consume
 from connectors.kafka_admin import delete_topics_with_prefix, ensure_topics
 from domain.events import EventEnvelope, SegmentMembershipChanged
 from domain.segment_engine import apply_record, compile_segments, observe_event
@@ -48,7 +48,6 @@ from infra.publish import apply_paths
 from infra.settings import Settings
 from infra.stack import settings_env
 from infra.topics import Topic
-from processors.app import app_id
 
 SUBSCRIBERS = int(os.environ.get("BENCH_SEGMENT_SUBSCRIBERS", "1000000"))
 EVENTS = int(os.environ.get("BENCH_SEGMENT_EVENTS", "1500000"))
@@ -179,37 +178,6 @@ def produce_backlog(settings: Settings) -> int:
                 producer.poll(0.1)
     producer.flush(60)
     return len(stream)
-
-
-def raw_consume(settings: Settings, expected: int) -> float:
-    name = Topic.EVENTS.name(settings)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{settings.topic_prefix}.raw",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(name, p, 0) for p in range(Topic.EVENTS.partitions(settings))])
-    seen = 0
-    started = time.perf_counter()
-    while seen < expected:
-        for message in consumer.consume(5000, 1.0):
-            if not message.error():
-                EventEnvelope.from_bytes(message.value())
-                seen += 1
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return expected / elapsed
-
-
-def committed_behind(settings: Settings) -> int:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": app_id(settings)})
-    try:
-        name = Topic.EVENTS.name(settings)
-        parts = [TopicPartition(name, p) for p in range(Topic.EVENTS.partitions(settings))]
-        behind = 0
-        for committed in consumer.committed(parts, timeout=10):
-            high = consumer.get_watermark_offsets(TopicPartition(name, committed.partition), timeout=10)[1]
-            behind += high - max(committed.offset, 0)
-        return behind
-    finally:
-        consumer.close()
 
 
 def start_worker(settings: Settings) -> subprocess.Popen:
