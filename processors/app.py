@@ -70,7 +70,9 @@ class WorkerContext:
 
         Callers write their table state only after this returns: state that says "done" must never
         reach the changelog ahead of the output it stands for, or a crash would lose the output
-        while the replayed input is deduplicated against that state.
+        while the replayed input is deduplicated against that state. Records are handed to the
+        producer in order (each `send` returns once queued, not once acknowledged), so one
+        subscriber's outputs keep their order; the acknowledgements are awaited together after.
         """
         pending = [
             await self.topic(topic).send(key=key.encode(), value=payload.to_bytes()) for topic, key, payload in records

@@ -116,7 +116,7 @@ class JourneyStage:
                 current[key] = outcome.state
                 records += _records(outcome)
             if records:
-                await _emit_durably(self.ctx, records)
+                await self.ctx.emit_durably(records)
             changed = 0
             for key, state in current.items():
                 if state is originals[key]:
@@ -193,11 +193,3 @@ async def _decode(ctx: WorkerContext, processor: str, batch: list[Any], contract
         except ValueError as exc:
             await ctx.dead_letter(processor, event, exc)
     return decoded
-
-
-async def _emit_durably(ctx: WorkerContext, records: list[tuple[Topic, str, Any]]) -> None:
-    """`ctx.emit_durably`, with the sends handed to the producer together instead of one by one."""
-    pending = await asyncio.gather(
-        *(ctx.topic(topic).send(key=key.encode(), value=payload.to_bytes()) for topic, key, payload in records)
-    )
-    await asyncio.gather(*pending)

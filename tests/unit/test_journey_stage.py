@@ -11,6 +11,7 @@ from typing import Any
 from domain.events import EventEnvelope
 from domain.journeys import parse_journey_data, timers_of
 from infra.topics import Topic
+from processors.app import WorkerContext
 from processors.journeys import JourneyStage
 
 T0 = datetime(2026, 4, 1, 12, 0, tzinfo=timezone.utc)
@@ -58,6 +59,9 @@ class FakeContext:
 
     def topic(self, topic: Topic) -> FakeTopic:
         return FakeTopic(topic, self.sent)
+
+    # The real mechanism, sending through this fake's `topic()`.
+    emit_durably = WorkerContext.emit_durably
 
     def intents(self) -> list[bytes]:
         return [value for topic, _, value in self.sent if topic is Topic.SEND_INTENTS]
